@@ -1,0 +1,41 @@
+"""The ``vaelab`` command: thin subcommands over the library (each lives in its own module)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from vaelab import __version__
+from vaelab.cli import generate, train_cmd
+
+COMMANDS = (train_cmd, generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="vaelab",
+        description="Train, evaluate and use variational autoencoders (VAEs) for images.",
+        epilog="Run 'vaelab COMMAND --help' for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status (2 for a user error)."""
+    from vaelab.cli.common import USER_ERRORS
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"vaelab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

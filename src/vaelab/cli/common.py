@@ -1,0 +1,70 @@
+"""Pieces shared by the subcommands: user-error types and data options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vaelab.config import ConfigError
+from vaelab.data import DataError
+from vaelab.data.config import DataConfig
+from vaelab.models.vae import ModelLoadError, resolve_model_dir
+from vaelab.training.checkpoint import CheckpointError
+
+# Errors caused by what the user gave us: printed as one line, exit status 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DataError,
+    ModelLoadError,
+    CheckpointError,
+    FileExistsError,
+    FileNotFoundError,
+    ValueError,
+    RuntimeError,
+)
+
+
+def add_data_options(p: argparse.ArgumentParser, default_hint: str) -> None:
+    """--dataset / --data-dir / --data-path, the same in every command that reads images."""
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="digits (embedded, offline), mnist, fashion-mnist, folder or npz; a directory or a .npz path "
+        f"also works and implies folder/npz. Default: {default_hint}.",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="root holding mnist/ and fashion-mnist/ (default: $VAELAB_DATA, else ~/.cache/vaelab/data)",
+    )
+    p.add_argument("--data-path", metavar="PATH", help="image folder or .npz file for --dataset folder|npz")
+
+
+def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The data-config fields the data options set (only those the user gave)."""
+    out: dict[str, Any] = {}
+    name = args.dataset
+    if name is not None:
+        path = Path(name)
+        if name.endswith(".npz"):
+            out.update(name="npz", path=str(path))
+        elif name not in DataConfig.model_fields["name"].annotation.__args__ and path.is_dir():
+            out.update(name="folder", path=str(path))
+        else:
+            out["name"] = name
+    if args.data_dir is not None:
+        out["data_dir"] = args.data_dir
+    if args.data_path is not None:
+        out["path"] = args.data_path
+    return out
+
+
+def saved_data_config(model_path: str | Path) -> dict[str, Any]:
+    """The data config a saved model was trained with (stored beside it), or {} if unknown."""
+    directory = resolve_model_dir(model_path)
+    try:
+        return dict(json.loads((directory / "config.json").read_text()).get("data") or {})
+    except (OSError, json.JSONDecodeError):
+        return {}

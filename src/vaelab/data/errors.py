@@ -1,0 +1,12 @@
+"""The one exception type of the data layer.
+
+Every data problem (a missing, truncated or corrupt file, a failed download, a bad array) raises
+``DataError`` with one message that names the file, says what is wrong and says what to do, so the
+CLI can print it as it is instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DataError(Exception):
+    """A dataset could not be found, read, verified or decoded; the message says which file and why."""

@@ -1,0 +1,178 @@
+"""``folder``: any directory of images, decoded once into a uint8 tensor.
+
+Images are found recursively by extension (hidden files and folders, names starting with '.', are
+ignored: they are OS metadata such as macOS ``._x.png`` forks). If the root's sub-folders hold the
+images, each sub-folder is a class (sorted names -> labels 0..K-1); if the images sit directly in
+the root, they are unlabelled. Each image is EXIF-rotated, converted to grayscale or RGB
+(transparent pixels become black), and its centred square crop is resized to ``image_size`` with
+Pillow's antialiased bicubic filter, which averages over the source area when shrinking.
+
+An image Pillow cannot read is never skipped silently: ``on_error="raise"`` stops with a DataError
+naming the files, ``"skip"`` warns naming every skipped file and goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from vaelab.data.cache import Decoded, cached_decode
+from vaelab.data.config import DataConfig
+from vaelab.data.dataset import ImageDataset
+from vaelab.data.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+_MAX_LISTED = 20  # bad files named in a DataError before "and N more"
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursive, not hidden), as sorted paths relative to ``root``."""
+
+    def unreadable(error: OSError) -> None:
+        # os.walk skips folders it cannot list unless told otherwise: that would be a silent skip.
+        raise DataError(f"Cannot list folder {error.filename} ({error.strerror}). Fix its permissions.")
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
+        base = Path(dirpath).relative_to(root)
+        found.extend(
+            base / name
+            for name in filenames
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        )
+    return sorted(found, key=lambda path: path.as_posix())
+
+
+def _class_names(root: Path, relpaths: list[Path]) -> list[str] | None:
+    """Sorted class folder names, or None when every image sits directly in ``root``."""
+    in_root = [path for path in relpaths if len(path.parts) == 1]
+    if len(in_root) == len(relpaths):
+        return None
+    if in_root:
+        raise DataError(
+            f"{root} mixes images in the folder itself ({in_root[0]}, ...) with images in sub-folders. "
+            f"Use either class sub-folders only (labelled) or images in the folder only (unlabelled)."
+        )
+    return sorted({path.parts[0] for path in relpaths})
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """One image as uint8 (image_size, image_size, channels); Pillow's errors propagate."""
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            # Composite onto black so transparent regions do not keep arbitrary hidden colours.
+            rgba = image.convert("RGBA")
+            image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            image.alpha_composite(rgba)
+        image = image.convert("L" if channels == 1 else "RGB")
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    if (width, height) != (image_size, image_size):
+        # Resizing the centred square equals "shorter side to image_size, then centre crop".
+        image = image.resize(
+            (image_size, image_size),
+            Image.Resampling.BICUBIC,
+            box=(left, top, left + side, top + side),
+            reducing_gap=3.0,
+        )
+    return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, channels)
+
+
+def _decode_all(
+    root: Path, relpaths: list[Path], cfg: DataConfig, progress: bool
+) -> tuple[np.ndarray, list[Path], list[str]]:
+    """Decode every file in parallel: (N, C, S, S) of the readable ones, their paths, 'path: why's."""
+    size, channels = cfg.image_size, cfg.channels
+    out = np.empty((len(relpaths), channels, size, size), dtype=np.uint8)
+    ok = np.zeros(len(relpaths), dtype=bool)
+    failures = []
+
+    def work(i: int) -> str | None:
+        try:
+            out[i] = decode_image(root / relpaths[i], size, channels).transpose(2, 0, 1)
+        except Exception as error:  # any decoder failure of one file is reported by name, below
+            return f"{relpaths[i].as_posix()}: {type(error).__name__}: {error}"
+        ok[i] = True
+        return None
+
+    # Pillow releases the GIL while decoding and resizing, so threads scale on large folders.
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        results = pool.map(work, range(len(relpaths)))
+        for failure in tqdm(results, total=len(relpaths), desc=f"decoding {root.name}", disable=not progress):
+            if failure is not None:
+                failures.append(failure)
+    kept = [path for path, good in zip(relpaths, ok, strict=True) if good]
+    return (out if ok.all() else out[ok]), kept, failures
+
+
+def _decode_folder(root: Path, relpaths: list[Path], cfg: DataConfig, progress: bool) -> Decoded:
+    class_names = _class_names(root, relpaths)
+    images, kept, failures = _decode_all(root, relpaths, cfg, progress)
+    if failures and cfg.on_error == "raise":
+        listed = "\n  ".join(failures[:_MAX_LISTED])
+        more = f"\n  ... and {len(failures) - _MAX_LISTED} more" if len(failures) > _MAX_LISTED else ""
+        raise DataError(
+            f"{len(failures)} image(s) in {root} could not be read:\n  {listed}{more}\n"
+            f"Fix or remove them, or set data.on_error: skip to train without them."
+        )
+    if len(images) == 0:
+        raise DataError(f"None of the {len(relpaths)} image(s) in {root} could be read; first: {failures[0]}")
+    labels = None
+    if class_names is not None:
+        index = {name: label for label, name in enumerate(class_names)}
+        labels = np.array([index[path.parts[0]] for path in kept], dtype=np.int64)
+    meta = {
+        "num_classes": None if class_names is None else len(class_names),
+        "class_names": class_names,
+        "skipped": failures,
+    }
+    return Decoded(images, labels, meta)
+
+
+def _size_mtime(path: Path) -> tuple[int, int]:
+    """(size, mtime_ns) of a file; (-1, -1) if it cannot be stat-ed (decoding then names it)."""
+    try:
+        stat = path.stat()
+    except OSError:  # e.g. a broken symlink
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
+
+
+def load_folder(cfg: DataConfig, progress: bool) -> ImageDataset:
+    """Every image under ``cfg.path`` (the registry holds out a fixed test part; see ``registry.py``)."""
+    if cfg.path is None:
+        raise DataError("data.name is 'folder' but data.path is not set: set it to a folder of images.")
+    root = Path(cfg.path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.path {root} is not a folder. Set data.path to a folder of images.")
+    relpaths = find_images(root)
+    if not relpaths:
+        raise DataError(
+            f"No images found under {root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, recursively)."
+        )
+    # Any change of a file's content, the file list or the decode settings changes the key.
+    identity = {
+        "root": str(root.resolve()),
+        "files": [[path.as_posix(), *_size_mtime(root / path)] for path in relpaths],
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+        "on_error": cfg.on_error,
+    }
+    decoded = cached_decode("folder", identity, lambda: _decode_folder(root, relpaths, cfg, progress))
+    if decoded.meta["skipped"]:
+        skipped = decoded.meta["skipped"]
+        warnings.warn(
+            f"Skipped {len(skipped)} unreadable image(s) in {root} (data.on_error: skip):\n  "
+            + "\n  ".join(skipped),
+            stacklevel=2,
+        )
+    return decoded.to_dataset(root.name)

@@ -1,0 +1,40 @@
+"""The ELBO and its two terms averaged over a dataset split, in nats per image."""
+
+from __future__ import annotations
+
+import torch
+
+from vaelab.data import ImageDataset, batches, to_float
+from vaelab.models.vae import VAE
+
+
+@torch.inference_mode()
+def evaluate_elbo(
+    model: VAE,
+    dataset: ImageDataset,
+    *,
+    batch_size: int = 1000,
+    binarize: str = "none",
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean ELBO, log p(x|z) and KL over ``dataset`` with one posterior sample per image.
+
+    With ``binarize="dynamic"`` the images are binarised once with a generator seeded by ``seed``, so
+    the number is the same every time it is computed (the literature's fixed binarised test set).
+    """
+    was_training = model.training
+    model.eval()
+    device = model.device
+    gen = torch.Generator().manual_seed(seed)
+    totals = torch.zeros(3, dtype=torch.float64)
+    n = 0
+    for images, _ in batches(dataset, batch_size, shuffle=False):
+        x = to_float(images, binarize, generator=gen).to(device)
+        out = model(x)
+        totals += torch.stack([out.elbo.sum(), out.log_px_z.sum(), out.kl.sum()]).double().cpu()
+        n += x.shape[0]
+    model.train(was_training)
+    if n == 0:
+        return {"elbo": float("nan"), "log_px_z": float("nan"), "kl": float("nan"), "n": 0}
+    elbo, log_px_z, kl = (totals / n).tolist()
+    return {"elbo": elbo, "log_px_z": log_px_z, "kl": kl, "n": n}

@@ -1,0 +1,60 @@
+"""Image grids and conversions between tensors and the uint8 arrays other tools read."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vaelab.io.atomic import atomic_write
+
+
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] (or uint8) -> uint8 (N, H, W, C), the layout of ``.npz`` outputs."""
+    if images.dtype != torch.uint8:
+        images = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def make_grid(
+    images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 255
+) -> np.ndarray:
+    """Tile (N, C, H, W) images into one uint8 (H', W', C) array, ``nrow`` images per row."""
+    arr = to_uint8_nhwc(images)
+    n, h, w, c = arr.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y : y + h, x : x + w] = arr[i]
+    return grid
+
+
+def save_grid(
+    images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int | None = None
+) -> Path:
+    """Write a PNG grid of images (atomically). Small images are upscaled so the grid is easy to see."""
+    grid = make_grid(images, nrow=nrow)
+    img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    if scale is None:
+        scale = max(1, 256 // max(grid.shape[:2])) if max(grid.shape[:2]) < 256 else 1
+        scale = min(scale, 4)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    path = Path(path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        img.save(f, format="PNG")
+    return path
+
+
+def interleave_rows(top: torch.Tensor, bottom: torch.Tensor, per_row: int) -> tuple[torch.Tensor, int]:
+    """Arrange inputs and reconstructions as alternating rows of ``per_row`` images, for a comparison grid."""
+    blocks = []
+    for start in range(0, top.shape[0], per_row):
+        blocks += [top[start : start + per_row], bottom[start : start + per_row]]
+    return torch.cat(blocks), per_row

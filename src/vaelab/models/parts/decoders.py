@@ -1,0 +1,55 @@
+"""Decoder parts: latents (B, latent_dim) -> likelihood parameters (B, out_channels, H, W)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
+from vaelab.models.parts.layers import activation, halved_sides, mlp
+
+
+class MLPDecoder(nn.Module):
+    """The seed article's decoder: fully connected layers, reshaped to the image at the end."""
+
+    def __init__(self, config: MLPDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.out_shape = out_shape
+        c, h, w = out_shape
+        self.net = mlp(latent_dim, config.hidden_dims, c * h * w, config.activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.out_shape)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of the conv encoder: transposed convolutions double the side back to the image size."""
+
+    def __init__(self, config: ConvDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        c, h, w = out_shape
+        n = len(config.channels)
+        # Sides the encoder would produce; the decoder walks them backwards so odd sizes (7 -> 14 -> 28,
+        # 4 -> 7) come out exact via output_padding.
+        hs, ws = halved_sides(h, n), halved_sides(w, n)
+        self.start_shape = (config.channels[0], hs[-1], ws[-1])
+        self.head = nn.Sequential(
+            nn.Linear(latent_dim, config.hidden_dim),
+            activation(config.activation),
+            nn.Linear(config.hidden_dim, config.channels[0] * hs[-1] * ws[-1]),
+            activation(config.activation),
+        )
+        layers: list[nn.Module] = []
+        widths = (*config.channels[1:], config.channels[-1])
+        for i, (cin, cout) in enumerate(zip(config.channels, widths, strict=True)):
+            in_h, in_w, out_h, out_w = hs[n - i], ws[n - i], hs[n - i - 1], ws[n - i - 1]
+            pad = (out_h - (2 * in_h - 1), out_w - (2 * in_w - 1))
+            layers += [
+                nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=pad),
+                activation(config.activation),
+            ]
+        layers.append(nn.Conv2d(widths[-1], c, 3, padding=1))
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.head(z).view(-1, *self.start_shape))

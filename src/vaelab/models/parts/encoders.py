@@ -1,0 +1,50 @@
+"""Encoder parts: an image batch (B, C, H, W) in [0, 1] -> posterior parameters (B, out_features)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
+from vaelab.models.parts.layers import activation, halved_sides, mlp
+
+
+class MLPEncoder(nn.Module):
+    """The seed article's encoder: the flattened image through fully connected layers."""
+
+    def __init__(
+        self, config: MLPEncoderConfig, image_shape: tuple[int, int, int], out_features: int
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        self.net = mlp(c * h * w, config.hidden_dims, out_features, config.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions halve the side at each layer, then one hidden linear layer."""
+
+    def __init__(
+        self, config: ConvEncoderConfig, image_shape: tuple[int, int, int], out_features: int
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        layers: list[nn.Module] = []
+        width = c
+        for ch in config.channels:
+            layers += [nn.Conv2d(width, ch, 3, stride=2, padding=1), activation(config.activation)]
+            width = ch
+        self.conv = nn.Sequential(*layers)
+        n = len(config.channels)
+        flat = width * halved_sides(h, n)[-1] * halved_sides(w, n)[-1]
+        self.head = nn.Sequential(
+            nn.Flatten(1),
+            nn.Linear(flat, config.hidden_dim),
+            activation(config.activation),
+            nn.Linear(config.hidden_dim, out_features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x))

@@ -1,0 +1,28 @@
+"""Latent distribution parts: turn encoder outputs into q(z|x), a torch.distributions object."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from vaelab.models.config import GaussianPosteriorConfig
+
+
+class GaussianPosterior(nn.Module):
+    """Diagonal Gaussian q(z|x) = N(mean, exp(logvar)); ``rsample`` is the reparameterisation trick."""
+
+    def __init__(self, config: GaussianPosteriorConfig, latent_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.latent_dim = latent_dim
+
+    @property
+    def param_dim(self) -> int:
+        """How many numbers the encoder must output per image: a mean and a log-variance per dimension."""
+        return 2 * self.latent_dim
+
+    def forward(self, params: torch.Tensor) -> Distribution:
+        mean, logvar = params.chunk(2, dim=-1)
+        logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
+        return Independent(Normal(mean, torch.exp(0.5 * logvar), validate_args=False), 1)

@@ -1,0 +1,85 @@
+"""Process-level concerns: the device, seeds, threads, and the versions a run records."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import random
+import sys
+
+import numpy as np
+import torch
+
+from vaelab import __version__
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; a named device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "--device cuda was asked for, but torch sees no CUDA GPU (use --device auto or cpu)."
+        )
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("--device mps was asked for, but this machine has no Apple MPS device.")
+    return torch.device(name)
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any parts (e.g. the run seed and the epoch), the same on every machine."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS reports it (recorded beside every timing)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The matmul-relevant CPU features (AVX-512 BF16, AMX, ...) seen in /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
+    except OSError:
+        pass
+    return []
+
+
+def environment() -> dict[str, object]:
+    """Versions and machine facts recorded in every run directory and benchmark."""
+    return {
+        "vaelab": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

@@ -1,0 +1,30 @@
+"""Training: the loop, its config and checkpoints.
+
+``train`` and friends are imported lazily: ``vaelab.config`` needs ``TrainConfig`` from this package
+while the loop itself needs ``vaelab.config``, and lazy loading keeps that from becoming a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaelab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vaelab.training.config import TrainConfig
+
+__all__ = [
+    "CheckpointError",
+    "TrainConfig",
+    "TrainResult",
+    "load_checkpoint",
+    "prepare_data",
+    "save_checkpoint",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"TrainResult", "prepare_data", "train"}:
+        from vaelab.training import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'vaelab.training' has no attribute {name!r}")

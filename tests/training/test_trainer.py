@@ -1,0 +1,102 @@
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaelab.config import load_config
+from vaelab.training import CheckpointError, load_checkpoint, train
+
+TINY = [
+    "model.encoder.hidden_dims=[32]",
+    "model.decoder.hidden_dims=[32]",
+    "model.latent_dim=4",
+    "train.batch_size=32",
+    "train.grid_samples=16",
+    "train.grid_reconstructions=8",
+    "train.device=cpu",
+]
+
+
+def config(npz, epochs, *extra):
+    return load_config(
+        overrides=["data.name=npz", f"data.path={npz}", f"train.epochs={epochs}", *TINY, *extra]
+    )
+
+
+def test_run_directory_holds_everything(blobs_npz, tmp_path):
+    result = train(config(blobs_npz, 2, "data.binarize=dynamic"), tmp_path / "run", progress=False)
+    run = result.run_dir
+    for name in [
+        "config.yaml",
+        "meta.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "loss_curve.png",
+        "model/config.json",
+        "model/model.safetensors",
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+        "reconstructions/epoch_002.png",
+    ]:
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(r["val_neg_elbo"] > 0 and r["train_kl"] >= 0 for r in rows)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["seed"] == 0 and meta["environment"]["torch"] == torch.__version__
+    assert meta["train_images"] + meta["val_images"] == 200  # 240 blobs minus the held-out test 1/6
+    saved = load_config(run / "config.yaml")
+    assert saved.model.image_shape == (1, 12, 12)
+
+
+def test_training_reduces_the_loss(blobs_npz, tmp_path):
+    result = train(config(blobs_npz, 6, "train.lr=3e-3"), tmp_path / "run", progress=False)
+    losses = [r["val_neg_elbo"] for r in result.history]
+    assert losses[-1] < losses[0] - 5
+
+
+def test_resume_equals_uninterrupted_run(blobs_npz, tmp_path):
+    full = train(config(blobs_npz, 2, "data.binarize=dynamic"), tmp_path / "full", progress=False)
+    train(config(blobs_npz, 1, "data.binarize=dynamic"), tmp_path / "part", progress=False)
+    resumed = train(
+        config(blobs_npz, 2, "data.binarize=dynamic"), tmp_path / "part", resume=True, progress=False
+    )
+    a = load_file(str(full.run_dir / "model" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[-1]["val_elbo"] == full.history[-1]["val_elbo"]
+
+
+def test_existing_run_is_not_overwritten(blobs_npz, tmp_path):
+    train(config(blobs_npz, 1), tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config(blobs_npz, 1), tmp_path / "run", progress=False)
+
+
+def test_checkpoint_with_pickle_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "checkpoint.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"version": 1, "model": Payload()}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_reported(blobs_npz, tmp_path):
+    train(config(blobs_npz, 1), tmp_path / "run", progress=False)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(config(blobs_npz, 2), tmp_path / "run", resume=True, progress=False)
