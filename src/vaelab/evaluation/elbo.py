@@ -38,3 +38,23 @@ def evaluate_elbo(
         return {"elbo": float("nan"), "log_px_z": float("nan"), "kl": float("nan"), "n": 0}
     elbo, log_px_z, kl = (totals / n).tolist()
     return {"elbo": elbo, "log_px_z": log_px_z, "kl": kl, "n": n}
+
+
+@torch.inference_mode()
+def elbo_per_image(
+    model: VAE, dataset: ImageDataset, *, batch_size: int = 1000, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """(N,) float64 ELBO, log p(x|z) and KL of each image (pixels as stored, /255), one posterior sample
+    each, drawn in a forked RNG seeded with ``seed``: the per-image values behind a standard error."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    parts: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px_z": [], "kl": []}
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for images, _ in batches(dataset, batch_size, shuffle=False):
+            out = model(to_float(images.to(device), "none"))
+            for name, value in (("elbo", out.elbo), ("log_px_z", out.log_px_z), ("kl", out.kl)):
+                parts[name].append(value.double().cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}

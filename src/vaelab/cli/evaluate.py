@@ -1,0 +1,156 @@
+"""``vaelab evaluate`` and ``vaelab compare``: the numbers that compare VAEs, and tables of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vaelab.cli.common import add_data_options, data_overrides, saved_data_config
+
+FEATURE_TRAIN_LIMIT = 60_000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="log-likelihood, bits/dim, posterior health, reconstruction and sample quality",
+        description="Evaluate a trained model on a dataset split: ELBO and its terms, the importance-"
+        "weighted log-likelihood (Burda et al. 2015) with its standard error, bits/dim where the "
+        "likelihood is over 8-bit pixels, active units and per-dimension KL, reconstruction MSE / PSNR / "
+        "SSIM, and Frechet distance / precision / recall of samples in the feature space of a small "
+        "classifier trained once on the dataset (cached). Writes report.json and report.md into the run "
+        "directory (or the saved-model directory, or --out) and prints the table.",
+    )
+    p.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
+    add_data_options(p, "the dataset the model was trained on")
+    p.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
+    p.add_argument(
+        "--binarize",
+        choices=["none", "dynamic", "static"],
+        help="how to present pixels (default: as in training; dynamic = binarised once with --seed)",
+    )
+    p.add_argument(
+        "--iw-samples",
+        type=int,
+        default=5000,
+        metavar="K",
+        help="importance samples per image (default 5000, the literature's headline; 5 x 10^7 decoder "
+        "passes on MNIST's test set: use --subset for heavy decoders)",
+    )
+    p.add_argument(
+        "--subset", type=int, metavar="N", help="evaluate a seeded random subset of N images (default: all)"
+    )
+    p.add_argument(
+        "--n-samples", type=int, default=10_000, metavar="N", help="samples for FD / precision / recall"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of binarisation, subset, IW draws, samples")
+    p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per IW batch")
+    p.add_argument("--no-sample-quality", action="store_true", help="skip FD / precision / recall")
+    p.add_argument(
+        "--inception-weights",
+        metavar="FILE",
+        help="local weights-inception-2015-12-05-6726825d.pth: adds Inception-v3 FID (needs torch-fidelity)",
+    )
+    p.add_argument("--out", metavar="DIR", help="where to write report.json and report.md")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_evaluate)
+
+    c = sub.add_parser(
+        "compare",
+        help="side-by-side table of evaluation reports",
+        description="Read report.json of each run (run directories, report directories or report.json "
+        "files), print the reports side by side as Markdown and write it with its JSON.",
+    )
+    c.add_argument("runs", nargs="+", metavar="RUN", help="runs evaluated with 'vaelab evaluate'")
+    c.add_argument(
+        "--out",
+        default="comparison.md",
+        metavar="FILE.md",
+        help="where to write the table (default comparison.md; the JSON goes beside it)",
+    )
+    c.set_defaults(func=run_compare)
+
+
+def _output_dir(model: str) -> Path:
+    """The run directory for a run, else the saved-model directory itself."""
+    from vaelab.models.vae import resolve_model_dir
+
+    model_dir = resolve_model_dir(model)
+    return Path(model) if model_dir != Path(model) else model_dir
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from vaelab.data import load_dataset
+    from vaelab.data.config import DataConfig
+    from vaelab.evaluation.report import EvaluationOptions, evaluate_model, in_memory, write_report
+    from vaelab.evaluation.tables import render_report
+    from vaelab.models import VAE
+    from vaelab.runtime import resolve_device
+
+    if args.iw_samples < 1:
+        raise ValueError(f"--iw-samples must be at least 1; got {args.iw_samples}")
+    if args.n_samples < 4:
+        raise ValueError(f"--n-samples must be at least 4; got {args.n_samples}")
+    model = VAE.from_pretrained(args.model, device=resolve_device(args.device))
+    data_cfg = DataConfig.model_validate({**saved_data_config(args.model), **data_overrides(args)})
+    progress = not args.no_progress
+    dataset = in_memory(load_dataset(data_cfg, args.split, progress=progress))
+    train_set = feature_test = None
+    if not args.no_sample_quality:
+        # The feature classifier learns from (at most 60,000 of) the training images.
+        train_set = in_memory(load_dataset(data_cfg, "train", progress=progress), FEATURE_TRAIN_LIMIT)
+        feature_test = in_memory(load_dataset(data_cfg, "test", progress=progress))
+    options = EvaluationOptions(
+        iw_samples=args.iw_samples,
+        n_samples=args.n_samples,
+        subset=args.subset,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        sample_quality=not args.no_sample_quality,
+        inception_weights=args.inception_weights,
+        progress=progress,
+    )
+    report = evaluate_model(
+        model,
+        dataset,
+        binarize=args.binarize or data_cfg.binarize,
+        split=args.split,
+        train_set=train_set,
+        feature_test_set=feature_test,
+        options=options,
+    )
+    report["model"] = str(args.model)
+    out = Path(args.out) if args.out else _output_dir(args.model)
+    json_path, md_path = write_report(report, out)
+    print(render_report(report), end="")
+    sys.stdout.flush()
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from vaelab.evaluation.report import load_report
+    from vaelab.evaluation.tables import comparison_json, render_comparison
+    from vaelab.io.atomic import atomic_write_text
+
+    reports = [load_report(r) for r in args.runs]
+    names = [_short_name(r) for r in args.runs]
+    table = render_comparison(reports, names)
+    out = Path(args.out)
+    atomic_write_text(out, table)
+    json_out = out.with_suffix(".json")
+    atomic_write_text(json_out, json.dumps(comparison_json(reports, names), indent=2) + "\n")
+    print(table, end="")
+    sys.stdout.flush()
+    print(f"wrote {out} and {json_out}", file=sys.stderr)
+    return 0
+
+
+def _short_name(run: str) -> str:
+    path = Path(run)
+    if path.name == "report.json":
+        path = path.parent
+    return path.name or str(path)

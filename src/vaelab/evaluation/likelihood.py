@@ -1,0 +1,176 @@
+"""The importance-weighted log-likelihood estimate and the conversion to bits per dimension.
+
+log p(x) ~ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x)   (Burda et al. 2015, eq. 8).
+
+It is a stochastic lower bound on log p(x) whose expectation rises towards log p(x) as K grows; K = 1
+is the single-sample ELBO. K = 5000 is the literature's headline setting, which is 5000 decoder
+passes per image, so the K samples are drawn in chunks sized to a memory budget: each chunk's log
+weights are reduced with log-sum-exp and folded into a running log-sum-exp, and no tensor ever holds
+K x batch x pixels. Decoding a whole chunk (chunk x batch latents) at once keeps the matmuls large.
+
+Because the chunks are nested, the estimate at every smaller K on the way (1, 10, 100, ...) comes for
+free from the same samples: the paired "K-gap" readers need to judge a truncated K.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from vaelab.data import ImageDataset, batches, to_float
+from vaelab.models.vae import VAE
+
+# Largest number of decoder-output elements held at once (per tensor; a few such tensors are live).
+# 2^22 floats = 16 MiB: big enough that a chunk's matmuls run at full speed, small enough for any laptop.
+DEFAULT_MAX_ELEMENTS = 1 << 22
+LN2 = math.log(2.0)
+
+
+@dataclass
+class LogLikelihood:
+    """Per-image importance-weighted estimates of log p(x), nats, at K and at the nested smaller Ks."""
+
+    iw_samples: int
+    log_px: torch.Tensor  # (N,) float64, the estimate at K = iw_samples
+    by_k: dict[int, torch.Tensor] = field(default_factory=dict)  # K' -> (N,) estimate from the first K'
+    seconds: float = 0.0
+
+    @property
+    def images(self) -> int:
+        return int(self.log_px.numel())
+
+    def mean_and_se(self, k: int | None = None) -> tuple[float, float]:
+        """Mean over images and its standard error (sample std / sqrt(N)) at ``k`` (default: K)."""
+        return mean_and_se(self.by_k[k] if k is not None else self.log_px)
+
+
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """Mean of a per-image quantity and the standard error of that mean over the images."""
+    values = values.double().flatten()
+    n = values.numel()
+    if n == 0:
+        return float("nan"), float("nan")
+    se = float(values.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
+    return float(values.mean()), se
+
+
+def nested_ks(iw_samples: int) -> list[int]:
+    """The K values reported on the way to ``iw_samples``: 1, 10, 100, ... below it, then K itself."""
+    ks, k = [], 1
+    while k < iw_samples:
+        ks.append(k)
+        k *= 10
+    return [*ks, iw_samples]
+
+
+def nats_to_bits_per_dim(nll_nats: float, num_dims: int, levels: int | None = 256) -> float:
+    """Negative log-likelihood per image (nats) -> bits per dimension.
+
+    ``levels=256``: the likelihood is a density over pixels scaled to [0, 1], and each 8-bit pixel
+    value owns a bin of width 1/256, so the discrete NLL is the density's NLL + D ln 256 (the
+    convention of Theis et al. 2016 and every bits/dim table since). ``levels=None``: the likelihood
+    is already discrete (e.g. Bernoulli over binary pixels) and only the unit changes.
+    """
+    offset = num_dims * math.log(levels) if levels is not None else 0.0
+    return (nll_nats + offset) / (num_dims * LN2)
+
+
+@torch.inference_mode()
+def iw_log_likelihood_batch(
+    model: VAE,
+    x: torch.Tensor,
+    iw_samples: int,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    report_ks: tuple[int, ...] = (),
+) -> dict[int, torch.Tensor]:
+    """Importance-weighted log p(x) of each image in ``x`` (B, C, H, W); float64, nats.
+
+    Returns {K': (B,) estimate} for ``iw_samples`` and every K' in ``report_ks`` (each uses the first
+    K' of the same samples). Latents come from torch's global generator: seed it (or fork it) for
+    repeatable numbers. At most ``max_elements`` decoder outputs (chunk x B x pixels) exist at once.
+    """
+    if iw_samples < 1:
+        raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
+    b = x.shape[0]
+    c, h, w = model.image_shape
+    per_image = model.likelihood.params_per_channel * c * h * w
+    chunk = max(1, min(iw_samples, max_elements // max(1, b * per_image)))
+    stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
+    posterior = model.encode(x)
+    prior = model.prior()
+    # The images repeated once per sample of a full chunk, built once per batch and sliced for a short
+    # last chunk: p(x|z) of the likelihood part is then evaluated exactly as in training.
+    x_rep = x.repeat(chunk, 1, 1, 1)
+    running = torch.full((b,), -math.inf, dtype=torch.float64, device=x.device)
+    out: dict[int, torch.Tensor] = {}
+    done = 0
+    for stop in stops:
+        while done < stop:
+            k = min(chunk, stop - done)
+            z = posterior.sample((k,))  # (k, B, D)
+            log_q = posterior.log_prob(z)
+            log_pz = prior.log_prob(z)
+            log_px_z = model.px_z(z.reshape(k * b, -1)).log_prob(x_rep[: k * b]).view(k, b)
+            log_w = (log_px_z + log_pz - log_q).double()
+            running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
+            done += k
+        out[stop] = (running - math.log(stop)).cpu()
+    return out
+
+
+def image_batch_size(model: VAE, max_elements: int, batch_size: int) -> int:
+    """Images per batch so that one sample per image still fits the element budget."""
+    c, h, w = model.image_shape
+    per_image = model.likelihood.params_per_channel * c * h * w
+    return max(1, min(batch_size, max_elements // per_image))
+
+
+def evaluate_log_likelihood(
+    model: VAE,
+    dataset: ImageDataset,
+    *,
+    iw_samples: int = 5000,
+    batch_size: int = 100,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    seed: int = 0,
+    progress: bool = False,
+) -> LogLikelihood:
+    """Importance-weighted log p(x) of every image of ``dataset`` (pixels used as stored, /255).
+
+    Binarise the dataset beforehand (see ``fixed_inputs``) for the binarised-MNIST protocol. The
+    latents are drawn from a generator seeded with ``seed`` inside a forked RNG, so the caller's
+    random state is untouched and the same seed gives the same number on the same machine.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.device
+    ks = tuple(nested_ks(iw_samples))
+    bsz = image_batch_size(model, max_elements, batch_size)
+    parts: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    forked = [device.index or 0] if device.type == "cuda" else []
+    t0 = time.perf_counter()
+    with (
+        torch.random.fork_rng(devices=forked),
+        tqdm(
+            total=len(dataset),
+            desc=f"log p(x), K={iw_samples}",
+            unit="img",
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
+        torch.manual_seed(seed)
+        for images, _ in batches(dataset, bsz, shuffle=False):
+            x = to_float(images.to(device), "none")
+            est = iw_log_likelihood_batch(model, x, iw_samples, max_elements=max_elements, report_ks=ks)
+            for k in ks:
+                parts[k].append(est[k])
+            bar.update(images.shape[0])
+    model.train(was_training)
+    by_k = {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}
+    return LogLikelihood(iw_samples, by_k[iw_samples], by_k, time.perf_counter() - t0)

@@ -1,0 +1,119 @@
+"""End to end: the training loop's cheap evaluation, ``vaelab evaluate`` and ``vaelab compare``."""
+
+import json
+
+import pytest
+
+from vaelab.cli import main
+from vaelab.config import load_config
+from vaelab.evaluation import load_report
+from vaelab.training import train
+
+TINY = [
+    "model.encoder.hidden_dims=[32]",
+    "model.decoder.hidden_dims=[32]",
+    "model.latent_dim=4",
+    "train.batch_size=32",
+    "train.grid_samples=16",
+    "train.grid_reconstructions=8",
+    "train.device=cpu",
+]
+
+
+@pytest.fixture
+def run(blobs_npz, tmp_path):
+    cfg = load_config(
+        overrides=[
+            "data.name=npz",
+            f"data.path={blobs_npz}",
+            "data.binarize=dynamic",
+            "train.epochs=3",
+            "train.eval_every=2",
+            "train.eval_iw_samples=10",
+            "train.eval_images=40",
+            *TINY,
+        ]
+    )
+    return train(cfg, tmp_path / "run", progress=False, log=False).run_dir
+
+
+def evaluate(run, *extra):
+    args = ["evaluate", str(run), "--iw-samples", "20", "--n-samples", "60", "--subset", "30"]
+    return main([*args, "--no-progress", "--device", "cpu", *extra])
+
+
+def test_training_logs_the_cheap_evaluation_every_n_epochs(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["epoch"] for r in rows if "eval_log_px" in r]
+    assert logged == [2, 3]  # every 2 epochs, and the last
+    row = rows[-1]
+    assert row["eval_iw_samples"] == 10 and row["eval_images"] == 20  # the whole validation split
+    assert row["eval_log_px"] < 0 and row["eval_log_px_se"] > 0
+    assert 0 <= row["eval_active_units"] <= 4
+
+
+def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
+    assert evaluate(run) == 0
+    printed = capsys.readouterr().out
+    report = load_report(run)
+    assert (run / "report.md").read_text() == printed
+    ll = report["log_likelihood"]
+    assert ll["iw_samples"] == 20 and ll["images"] == 30 and ll["log_px_se"] > 0
+    assert list(ll["by_k"]) == ["1", "10", "20"] and ll["k_gap"]["k_low"] == 10
+    assert "bits_per_dim" not in ll and "binarised" in ll["unit_note"]
+    # The IW bound sits above the one-sample ELBO on the same images.
+    assert ll["log_px"] > report["elbo"]["elbo"]
+    assert report["data"]["binarize"] == "dynamic" and report["data"]["binarize_seed"] is not None
+    assert report["data"]["images"] == 30 and report["data"]["split_images"] == 40
+    assert report["posterior"]["latent_dim"] == 4 and len(report["posterior"]["kl_per_dim"]) == 4
+    assert 0 < report["reconstruction"]["ssim"] <= 1 and report["reconstruction"]["psnr"] > 0
+    sq = report["sample_quality"]
+    assert sq["available"] and sq["fake_images"] == 60 and sq["real_images"] == 40
+    assert 0 <= sq["precision"] <= 1 and sq["fd"] >= 0 and "feature net" in sq["feature_space"]
+    assert report["inception_fid"]["available"] is False and report["inception_fid"]["reason"]
+    assert "K=20, 30 images" in printed and "±" in printed
+    # Same seed, same numbers.
+    assert evaluate(run, "--out", str(run / "again")) == 0
+    again = load_report(run / "again")
+    assert again["log_likelihood"]["log_px"] == ll["log_px"]
+    assert again["sample_quality"]["fd"] == sq["fd"]
+
+
+def test_compare_prints_and_writes_side_by_side(run, tmp_path, capsys):
+    assert evaluate(run, "--no-sample-quality") == 0
+    assert evaluate(run, "--seed", "1", "--out", str(tmp_path / "seed1"), "--no-sample-quality") == 0
+    capsys.readouterr()
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(run), str(tmp_path / "seed1" / "report.json"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() == printed
+    assert "| metric | run | seed1 |" in printed and "-log p(x), IW (nats)" in printed
+    table = json.loads(out.with_suffix(".json").read_text())
+    assert table["runs"] == ["run", "seed1"]
+    a, b = table["metrics"]["-log p(x), IW (nats)"].values()
+    assert a[0] != b[0] and a[1] > 0  # other seed, other draws; with standard errors
+
+
+def test_evaluate_and_compare_report_user_errors(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "no evaluation report" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+
+
+def test_gaussian_model_reports_bits_per_dim_over_8_bit_pixels():
+    import torch
+
+    from vaelab.data import ImageDataset
+    from vaelab.evaluation import EvaluationOptions, evaluate_model, nats_to_bits_per_dim
+    from vaelab.models import VAE, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = {"image_shape": (1, 6, 6), "latent_dim": 2, "likelihood": {"name": "gaussian", "sigma": 0.2}}
+    model = VAE(ModelConfig.model_validate(cfg)).eval()
+    images = torch.randint(0, 256, (12, 1, 6, 6), dtype=torch.uint8)
+    opts = EvaluationOptions(iw_samples=5, sample_quality=False)
+    report = evaluate_model(model, ImageDataset(images, None, "g", None), options=opts)
+    ll = report["log_likelihood"]
+    assert ll["bits_per_dim"] == nats_to_bits_per_dim(ll["nll"], 36, levels=256)
+    assert ll["bits_per_dim_se"] * 36 * 0.6931471805599453 == pytest.approx(ll["nll_se"])
+    assert "ln 256" in ll["unit_note"] and report["sample_quality"]["available"] is False
