@@ -1,5 +1,27 @@
-"""Generation: sampling from the prior and reconstruction."""
+"""Generation: sampling from the prior, reconstruction, and walks through the latent space."""
 
+from vaelab.generation.latent import (
+    PCAProjection,
+    encode_mean,
+    interpolate,
+    interpolate_latents,
+    kl_per_dim,
+    project_pca,
+    traverse,
+    traverse_latents,
+)
 from vaelab.generation.sampling import reconstruct, sample, save_samples_npz
 
-__all__ = ["reconstruct", "sample", "save_samples_npz"]
+__all__ = [
+    "PCAProjection",
+    "encode_mean",
+    "interpolate",
+    "interpolate_latents",
+    "kl_per_dim",
+    "project_pca",
+    "reconstruct",
+    "sample",
+    "save_samples_npz",
+    "traverse",
+    "traverse_latents",
+]

@@ -1,0 +1,195 @@
+"""The models a server holds, with what the page needs about each: config, curves, test set, KL, map.
+
+Expensive views (the test set, the per-dimension KL, the PCA map) are computed on first use and kept,
+under a per-model lock so that two first requests do not compute them twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaelab.data import DataConfig, ImageDataset, load_dataset, to_float
+from vaelab.generation import PCAProjection, encode_mean, kl_per_dim, project_pca, sample
+from vaelab.io.rundir import read_metrics
+from vaelab.models.vae import CONFIG_NAME, VAE, resolve_model_dir
+
+# How many test images the KL ranking and the map use: enough for a stable picture, few enough to
+# compute in well under a second for MNIST-size models on a CPU.
+KL_IMAGES = 1000
+MAP_POINTS = 2000
+MAP_SEED = 0
+
+
+class Unavailable(LookupError):
+    """Something a model does not have (e.g. its test set cannot be loaded); the app answers 404."""
+
+
+@dataclass(frozen=True)
+class LatentMap:
+    """A 2-D PCA map of test-set encodings: points, their labels and test-set indices, the projection."""
+
+    projection: PCAProjection
+    indices: torch.Tensor  # (N,) test-set index of each point
+    labels: torch.Tensor | None  # (N,) or None for unlabelled data
+
+
+@dataclass
+class ServedModel:
+    """One loaded model and its run's files. ``id`` names it in URLs; ``name`` is shown on the page."""
+
+    id: str
+    name: str
+    path: Path
+    model: VAE
+    meta: dict[str, Any]
+    run_config: dict[str, Any] | None
+    metrics: list[dict[str, Any]]
+    # Re-entrant: one view's computation may need another (the map needs the test set).
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # --- what the model supports (where conditional models and other priors plug in) -----------------
+    @property
+    def priors(self) -> list[str]:
+        """Priors ``sample`` can draw from. Today the model's own; learned priors would add theirs."""
+        return [self.model.config.prior.name]
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names a conditional model can be asked for; None for an unconditional model."""
+        num_classes = getattr(self.model, "num_classes", None)
+        if not num_classes:
+            return None
+        names = self.data_config_dict.get("class_names")
+        return list(names) if names else [str(i) for i in range(num_classes)]
+
+    @property
+    def data_config_dict(self) -> dict[str, Any]:
+        """The data config the model was trained with, as saved beside it ({} if unknown)."""
+        return dict(self.meta.get("data") or {})
+
+    # --- lazily computed views -----------------------------------------------------------------------
+    def _cached(self, key: str, compute: Any) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                try:
+                    self._cache[key] = compute()
+                except Exception as exc:  # remember failures too: a missing dataset stays missing
+                    self._cache[key] = exc
+            value = self._cache[key]
+        if isinstance(value, Exception):
+            raise Unavailable(str(value)) from value
+        return value
+
+    def test_set(self) -> ImageDataset:
+        """The test split of the training dataset (Unavailable if it cannot be loaded here)."""
+
+        def load() -> ImageDataset:
+            if not self.data_config_dict:
+                raise Unavailable(f"model {self.id!r} does not record the dataset it was trained on")
+            cfg = DataConfig.model_validate({**self.data_config_dict, "download": False})
+            data = load_dataset(cfg, "test", progress=False)
+            if data.image_shape != self.model.image_shape or len(data) == 0:
+                raise Unavailable(f"the test set of model {self.id!r} does not match its image shape")
+            return data
+
+        return self._cached("test_set", load)
+
+    def test_images(self, indices: torch.Tensor) -> torch.Tensor:
+        """Test-set images at ``indices`` as floats in [0, 1], presented as the model saw them in training.
+
+        Static binarisation is applied (the model never saw grey pixels); dynamic binarisation is not
+        (its expectation is the grey image, and a fresh random draw per request would make the page flicker).
+        """
+        data = self.test_set()
+        mode = "static" if self.data_config_dict.get("binarize") == "static" else "none"
+        return to_float(data.images[indices], mode)
+
+    def kl_dims(self) -> torch.Tensor:
+        """Mean KL per latent dimension (nats) over test images, or over model samples if none are here."""
+
+        def compute() -> torch.Tensor:
+            try:
+                count = min(KL_IMAGES, len(self.test_set()))
+                images = self.test_images(torch.arange(count))
+            except Unavailable:
+                images = sample(self.model, 256, seed=MAP_SEED)
+            return kl_per_dim(self.model, images)
+
+        return self._cached("kl_dims", compute)
+
+    def latent_map(self) -> LatentMap:
+        """PCA of the posterior means of up to MAP_POINTS test images (a fixed, seeded choice)."""
+
+        def compute() -> LatentMap:
+            data = self.test_set()
+            generator = torch.Generator().manual_seed(MAP_SEED)
+            indices = torch.randperm(len(data), generator=generator)[:MAP_POINTS]
+            z = encode_mean(self.model, self.test_images(indices))
+            labels = None if data.labels is None else data.labels[indices]
+            return LatentMap(project_pca(z, 2), indices, labels)
+
+        return self._cached("latent_map", compute)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.") or "model"
+
+
+def _run_dir(model_dir: Path) -> Path | None:
+    """The run directory a saved model belongs to (RUN/model -> RUN), or None for a bare saved model."""
+    parent = model_dir.parent
+    is_run = (parent / "config.yaml").is_file() or (parent / "metrics.jsonl").is_file()
+    return parent if model_dir.name == "model" and is_run else None
+
+
+def _display_name(model_dir: Path) -> str:
+    """A model's name on the page: its run directory's name (not 'model'), else its own directory's."""
+    run_dir = _run_dir(model_dir)
+    return (run_dir or model_dir).resolve().name
+
+
+def load_served_model(path: str | Path, model_id: str, device: str | torch.device = "cpu") -> ServedModel:
+    """Load a saved model (or a run directory's) with its run config and metrics, if it has them."""
+    from vaelab.config import read_yaml
+
+    path = Path(path)
+    model_dir = resolve_model_dir(path)
+    model = VAE.from_pretrained(model_dir, device=device)
+    meta = json.loads((model_dir / CONFIG_NAME).read_text())
+    run_dir = _run_dir(model_dir) or model_dir
+    run_config = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+    return ServedModel(
+        id=model_id,
+        name=_display_name(model_dir),
+        path=path,
+        model=model,
+        meta=meta,
+        run_config=run_config,
+        metrics=read_metrics(run_dir),
+    )
+
+
+def load_served_models(paths: Sequence[str | Path], device: str | torch.device = "cpu") -> list[ServedModel]:
+    """Load every model given, with unique URL ids (``run``, ``run-2``, ... when names repeat)."""
+    if not paths:
+        raise ValueError("give at least one model (a run directory or a saved-model directory)")
+    served: list[ServedModel] = []
+    taken: set[str] = set()
+    for path in paths:
+        model_dir = resolve_model_dir(path)
+        base = _slug(_display_name(model_dir))
+        model_id, k = base, 2
+        while model_id in taken:
+            model_id, k = f"{base}-{k}", k + 1
+        taken.add(model_id)
+        served.append(load_served_model(path, model_id, device))
+    return served
