@@ -69,6 +69,21 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (VmHWM). Unlike ``getrusage``'s ru_maxrss, which a
+    child started by fork + exec inherits from its parent, VmHWM restarts at exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def environment() -> dict[str, object]:
     """Versions and machine facts recorded in every run directory and benchmark."""
     return {

@@ -19,3 +19,13 @@ def test_crash_mid_write_keeps_previous_file(tmp_path):
         raise RuntimeError("crash")
     assert p.read_text() == "good"
     assert [x.name for x in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    p = tmp_path / "f.txt"
+    atomic_write_text(p, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(p).st_mode & 0o777 == 0o666 & ~mask

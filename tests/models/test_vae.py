@@ -111,3 +111,14 @@ def test_load_errors_name_the_problem(tmp_path):
 def test_missing_image_shape_is_an_error():
     with pytest.raises(ValueError, match="image_shape"):
         VAE(ModelConfig())
+
+
+def test_altered_weights_are_detected(tmp_path):
+    model = tiny("mlp", "mlp", {"name": "bernoulli"})
+    d = model.save_pretrained(tmp_path / "m")
+    weights = d / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # one flipped bit in the last tensor's bytes: still valid safetensors
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="altered or corrupted"):
+        VAE.from_pretrained(d)

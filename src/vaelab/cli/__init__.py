@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from vaelab import __version__
-from vaelab.cli import generate, train_cmd
+from vaelab.cli import data_cmd, evaluate, export, generate, serve, train_cmd
 
-COMMANDS = (train_cmd, generate)
+COMMANDS = (train_cmd, generate, evaluate, serve, export, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vaelab",
         description="Train, evaluate and use variational autoencoders (VAEs) for images.",
-        epilog="Run 'vaelab COMMAND --help' for the options of each command.",
+        epilog="Run 'vaelab COMMAND --help' for the options of each command. Errors in what you give "
+        "vaelab are one line (exit status 2); set VAELAB_DEBUG=1 to see the full traceback.",
     )
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -35,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
+        if os.environ.get("VAELAB_DEBUG"):
+            raise  # the full traceback, for bug reports
         print(f"vaelab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

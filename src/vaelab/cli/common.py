@@ -31,8 +31,9 @@ def add_data_options(p: argparse.ArgumentParser, default_hint: str) -> None:
     p.add_argument(
         "--dataset",
         metavar="NAME",
-        help="digits (embedded, offline), mnist, fashion-mnist, folder or npz; a directory or a .npz path "
-        f"also works and implies folder/npz. Default: {default_hint}.",
+        help="digits (embedded, offline), mnist, fashion-mnist, folder, npz or packed; a directory (image "
+        "folder or packed dataset) or a .npz path also works and implies the kind. "
+        f"Default: {default_hint}.",
     )
     p.add_argument(
         "--data-dir",
@@ -51,7 +52,8 @@ def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if name.endswith(".npz"):
             out.update(name="npz", path=str(path))
         elif name not in DataConfig.model_fields["name"].annotation.__args__ and path.is_dir():
-            out.update(name="folder", path=str(path))
+            packed = (path / "index.json").is_file()
+            out.update(name="packed" if packed else "folder", path=str(path))
         else:
             out["name"] = name
     if args.data_dir is not None:

@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vaelab.training.signals import TrainingInterrupted
     from vaelab.training.trainer import train
 
     if args.resume:
@@ -75,8 +76,14 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir)
     else:
         run_dir = Path("runs") / f"{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
-    last = result.history[-1] if result.history else {}
+    try:
+        result = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        print(f"vaelab train: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    if not result.history:  # a torchrun rank other than 0
+        return 0
+    last = result.history[-1]
     print(
         f"done: {run_dir}  (validation -ELBO {last.get('val_neg_elbo', float('nan')):.2f} nats; "
         f"model in {run_dir / 'model'}, samples in {run_dir / 'samples'})",

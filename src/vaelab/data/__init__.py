@@ -4,10 +4,12 @@
 from it; ``to_float`` turns a batch, once on its device, into the model's [0, 1] input.
 """
 
+from vaelab.data.batching import batches
 from vaelab.data.config import DataConfig
-from vaelab.data.dataset import ImageDataset, batches, to_float
+from vaelab.data.dataset import ImageDataset, to_float
 from vaelab.data.errors import DataError
 from vaelab.data.files import cache_dir, data_root
+from vaelab.data.packed import PackedDataset, PackWriter, open_packed, pack_dataset
 from vaelab.data.registry import DATASETS, HOLDOUT_FRACTION, HOLDOUT_SEED, load_dataset
 
 __all__ = [
@@ -17,9 +19,13 @@ __all__ = [
     "DataConfig",
     "DataError",
     "ImageDataset",
+    "PackWriter",
+    "PackedDataset",
     "batches",
     "cache_dir",
     "data_root",
     "load_dataset",
+    "open_packed",
+    "pack_dataset",
     "to_float",
 ]

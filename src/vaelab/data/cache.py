@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from vaelab.data.dataset import ImageDataset
-from vaelab.data.files import atomic_save, cache_dir
+from vaelab.data.files import cache_dir
+from vaelab.io.atomic import atomic_save
 
 # Bump when the decoding of any source changes, so old entries are no longer matched.
 CACHE_VERSION = 1

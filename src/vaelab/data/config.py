@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DatasetName = Literal["digits", "mnist", "fashion-mnist", "folder", "npz"]
+DatasetName = Literal["digits", "mnist", "fashion-mnist", "folder", "npz", "packed"]
 
 
 class DataConfig(BaseModel):
@@ -25,7 +25,7 @@ class DataConfig(BaseModel):
     # Root holding one sub-folder per named dataset (mnist/, fashion-mnist/); None means
     # $VAELAB_DATA, else the per-user cache directory.
     data_dir: str | None = None
-    # Folder of images or .npz file, for name=folder|npz.
+    # Folder of images, .npz file or packed directory (``vaelab data pack``), for name=folder|npz|packed.
     path: str | None = None
     # Square side length that folder images are resized and centre-cropped to.
     image_size: int = Field(default=28, ge=4, le=1024)

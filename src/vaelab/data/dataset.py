@@ -125,7 +125,7 @@ def to_float(
 ) -> torch.Tensor:
     """Pixels as float32 in [0, 1], optionally binarised, on the input's device.
 
-    ``dynamic``: a fresh ``torch.bernoulli`` draw on every call (the binarised-MNIST protocol of
+    ``dynamic``: a fresh Bernoulli draw on every call (the binarised-MNIST protocol of
     Salakhutdinov & Murray 2008); ``generator`` must live on the images' device (on CPU this draw
     costs more than the batching itself). ``static``: the fixed threshold ``x >= 0.5``.
     """
@@ -134,9 +134,11 @@ def to_float(
     if binarize == "static":
         # x / 255 >= 0.5 exactly when x >= 128: threshold the integers, no division needed.
         return (images_uint8 >= 128).to(torch.float32)
-    x = images_uint8.to(torch.float32).div_(255.0)
     if binarize == "none":
-        return x
+        return images_uint8.to(torch.float32).div_(255.0)
     if binarize == "dynamic":
-        return torch.bernoulli(x, generator=generator)
+        # Bernoulli(v / 255) as u * 255 < v with u ~ U[0, 1): the same distribution as
+        # torch.bernoulli, about 4x cheaper on a CPU (one uniform draw and a compare, no division).
+        u = torch.rand(images_uint8.shape, generator=generator, device=images_uint8.device)
+        return u.mul_(255.0).lt_(images_uint8)
     raise ValueError(f"binarize must be one of {BINARIZE_MODES}; got {binarize!r}")

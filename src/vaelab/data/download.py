@@ -14,7 +14,7 @@ from urllib.request import urlopen
 from tqdm import tqdm
 
 from vaelab.data.errors import DataError
-from vaelab.data.files import atomic_write
+from vaelab.io.atomic import atomic_open
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
@@ -34,7 +34,7 @@ class _ChecksumMismatch(Exception):
 
 def _fetch(url: str, dest: Path, sha256: str, progress: bool) -> None:
     """Stream ``url`` to ``dest`` through an atomic temp file, raising before the rename on a bad hash."""
-    with urlopen(url, timeout=_TIMEOUT_S) as response, atomic_write(dest) as handle:
+    with urlopen(url, timeout=_TIMEOUT_S) as response, atomic_open(dest) as handle:
         headers = getattr(response, "headers", None)
         length = headers.get("Content-Length") if headers is not None else None
         digest = hashlib.sha256()

@@ -6,14 +6,10 @@ two ranks writing at once never leave a half-written file under the final name.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 _CHUNK = 1 << 20
 # A line of `sha256sum` output: 64 hex digits, two spaces (or space + '*' in binary mode), a name.
@@ -79,29 +75,3 @@ def read_sha256sums(folder: Path) -> dict[str, str]:
         if match:
             sums[Path(match.group(2).strip()).name] = match.group(1).lower()
     return sums
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[IO[bytes]]:
-    """Open a temp file beside ``path`` for writing; on success fsync it and rename it onto ``path``.
-
-    On any exception the temp file is removed and ``path`` is left as it was (absent or old).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_save(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(handle)`` inside :func:`atomic_write`: a one-liner for ``np.save`` and friends."""
-    with atomic_write(path) as handle:
-        write(handle)

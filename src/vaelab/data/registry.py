@@ -20,6 +20,7 @@ from vaelab.data.errors import DataError
 from vaelab.data.folder import load_folder
 from vaelab.data.idx import load_idx_dataset
 from vaelab.data.npz import load_npz
+from vaelab.data.packed import PackedDataset, open_packed
 
 Split = Literal["train", "test"]
 Loader = Callable[[DataConfig, Split, bool], ImageDataset]
@@ -39,16 +40,28 @@ def with_holdout(load_all: Callable[[DataConfig, bool], ImageDataset]) -> Loader
     return load
 
 
+def load_packed(cfg: DataConfig, split: Split, progress: bool) -> PackedDataset:
+    """A packed directory (``vaelab data pack``), read lazily through memory maps. Its test split is
+    the trailing ``HOLDOUT_FRACTION`` as one contiguous range (packing shuffles, so a tail is fair)."""
+    if not cfg.path:
+        raise DataError("data.name=packed needs data.path (or --data-path): the packed directory")
+    train, test = open_packed(cfg.path).split(HOLDOUT_FRACTION)
+    return train if split == "train" else test
+
+
 DATASETS: dict[str, Loader] = {
     "mnist": load_idx_dataset,
     "fashion-mnist": load_idx_dataset,
     "digits": with_holdout(load_digits),
     "folder": with_holdout(load_folder),
     "npz": with_holdout(load_npz),
+    "packed": load_packed,
 }
 
 
-def load_dataset(cfg: DataConfig, split: Split = "train", progress: bool = True) -> ImageDataset:
+def load_dataset(
+    cfg: DataConfig, split: Split = "train", progress: bool = True
+) -> ImageDataset | PackedDataset:
     """The ``split`` ("train" or "test") of the dataset ``cfg`` describes, as one uint8 tensor.
 
     Decoded once per source and cached on disk (see ``cache.py``); ``progress`` shows tqdm bars

@@ -1,7 +1,8 @@
 """Atomic file writes: a crash mid-write never leaves a corrupt or missing file.
 
 Write to a temporary file in the same directory, flush and fsync it, then ``os.replace`` it over the
-target (atomic on POSIX and Windows), then fsync the directory so the rename itself is durable.
+target (atomic on POSIX and Windows), then fsync the directory so the rename itself is durable. On
+any error (a full disk included) the temporary file is removed and the target is left as it was.
 """
 
 from __future__ import annotations
@@ -9,23 +10,28 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed."""
-    path = Path(path)
+def _temp_beside(path: Path) -> Iterator[tuple[int, Path]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -33,10 +39,36 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[bytes]]:
+    """Yield a binary handle to write; on success it is fsynced and renamed onto ``path``."""
+    with _temp_beside(Path(path)) as (fd, _tmp), os.fdopen(fd, "wb") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write (for APIs that want a file name, like safetensors);
+    on success it is fsynced and renamed onto ``path``."""
+    with _temp_beside(Path(path)) as (fd, tmp):
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+
+
+def atomic_save(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write(handle)`` inside :func:`atomic_open`: a one-liner for ``np.save`` and friends."""
+    with atomic_open(path) as handle:
+        write(handle)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data)
+    with atomic_open(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -6,13 +6,14 @@ trick and returns the per-image terms of the ELBO, E_q[log p(x|z)] - KL(q(z|x) |
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributions import Distribution, kl_divergence
@@ -81,15 +82,17 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> Distribution:
         """q(z|x) for a batch of images in [0, 1], shape (B, C, H, W)."""
-        return self.posterior(self.encoder(x))
+        # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods
+        # lose too much in 8 bits of mantissa.
+        return self.posterior(self.encoder(x).float())
 
     def px_z(self, z: torch.Tensor) -> Distribution:
         """p(x|z): the likelihood's distribution over images for latents (B, latent_dim)."""
-        return self.likelihood(self.decoder(z))
+        return self.likelihood(self.decoder(z).float())
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The expected image in [0, 1] for each latent (B, latent_dim) -> (B, C, H, W)."""
-        return self.likelihood.mean(self.decoder(z))
+        return self.likelihood.mean(self.decoder(z).float())
 
     def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per image: closed form where torch.distributions registers one,
@@ -104,7 +107,7 @@ class VAE(nn.Module):
         """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode."""
         posterior = self.encode(x)
         z = posterior.rsample()
-        px_params = self.decoder(z)
+        px_params = self.decoder(z).float()
         log_px_z = self.likelihood(px_params).log_prob(x)
         return VAEOutput(posterior, z, px_params, log_px_z, self.kl(posterior, z))
 
@@ -134,7 +137,7 @@ class VAE(nn.Module):
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         with atomic_write(directory / WEIGHTS_NAME) as tmp:
-            save_file(state, str(tmp), metadata={"format": FORMAT})
+            save_file(state, str(tmp), metadata={"format": FORMAT, "sha256": tensors_digest(state)})
         with atomic_write(directory / CONFIG_NAME) as tmp:
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
         return directory
@@ -159,9 +162,16 @@ class VAE(nn.Module):
         model = cls(config)
         weights = directory / WEIGHTS_NAME
         try:
-            state = load_file(str(weights), device=str(torch.device(device)))
+            state = load_file(str(weights))
+            with safe_open(str(weights), framework="pt") as f:
+                recorded = (f.metadata() or {}).get("sha256")
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelLoadError(f"{weights} could not be read as safetensors weights: {exc}") from None
+        if recorded is not None and recorded != tensors_digest(state):
+            raise ModelLoadError(
+                f"{weights} was altered or corrupted: its tensors no longer match the sha256 recorded when "
+                "it was saved"
+            )
         missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
         if missing or unexpected:
             raise ModelLoadError(
@@ -173,6 +183,17 @@ class VAE(nn.Module):
         except RuntimeError as exc:
             raise ModelLoadError(f"{weights} does not match its config: {exc}") from None
         return model.to(device).eval()
+
+
+def tensors_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of every tensor, in name order: stored in the
+    safetensors header so that a flipped bit in the weights is caught at load time."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -25,8 +25,14 @@ class CheckpointError(Exception):
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
     path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
+    try:
+        with atomic_write(path) as tmp:
+            torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
+    except OSError as exc:  # e.g. a full disk: say so, and that nothing was lost
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {exc}. The previous checkpoint is intact; free space "
+            f"and continue with --resume {path.parent}"
+        ) from exc
     return path
 
 

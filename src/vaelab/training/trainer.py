@@ -1,13 +1,14 @@
-"""The training loop: one loop, Adam on the objective, a validation ELBO, grids and a checkpoint per epoch.
+"""The training loop: one loop for one process and for torchrun, Adam on the objective, a validation
+ELBO, grids and checkpoints.
 
-Reproducibility: everything random inside epoch ``e`` (shuffling, binarisation, the
-reparameterisation noise) is seeded from (seed, e), so a run resumed from the checkpoint of epoch
-``e`` continues exactly as if it had never stopped (on the CPU, same machine and versions).
+Reproducibility: everything random in epoch ``e`` is seeded from (seed, e) -- the batch order, the
+binarisation and each rank's reparameterisation noise -- and a checkpoint stores the generators'
+states and the position inside the epoch, so a resumed run continues the same sequence of batches
+and ends with the same weights as a run that never stopped (on the CPU, same machine and versions).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,18 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from vaelab.config import RunConfig, dump_config
-from vaelab.data import ImageDataset, batches, load_dataset, to_float
+from vaelab.config import RunConfig
+from vaelab.data import ImageDataset, PackedDataset, batches, load_dataset, to_float
 from vaelab.evaluation.elbo import evaluate_elbo
-from vaelab.io.atomic import atomic_write_text
-from vaelab.io.images import interleave_rows, make_grid, save_grid
+from vaelab.evaluation.report import quick_evaluate
 from vaelab.io.rundir import MetricsLogger, plot_loss_curve, read_metrics, write_metrics
 from vaelab.models.vae import VAE
-from vaelab.objectives import build_objective
-from vaelab.runtime import derive_seed, environment, resolve_device, seed_everything
+from vaelab.objectives import LossTerms, build_objective
+from vaelab.runtime import derive_seed, seed_everything
+from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaelab.training.rundir import write_grids, write_run_files
+from vaelab.training.signals import TrainingInterrupted, graceful_stop
+
+Dataset = ImageDataset | PackedDataset
 
 
 @dataclass
@@ -38,7 +44,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def prepare_data(config: RunConfig, progress: bool = True) -> tuple[ImageDataset, ImageDataset]:
+def prepare_data(config: RunConfig, progress: bool = True) -> tuple[Dataset, Dataset]:
     """Training split divided into (train, validation) with the configured, recorded seed."""
     full = load_dataset(config.data, "train", progress=progress)
     return full.split(config.data.val_fraction, config.data.split_seed)
@@ -55,197 +61,300 @@ def resolve_model_config(config: RunConfig, image_shape: tuple[int, int, int]) -
     return config.model_copy(update={"model": model})
 
 
+def build_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam as the config says, fused into one kernel where this torch and device support it."""
+    tc = config.train
+    kwargs = dict(lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    if tc.fused_optimizer:
+        try:
+            return torch.optim.Adam(model.parameters(), fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # e.g. an MPS or older build without the fused kernel
+            pass
+    return torch.optim.Adam(model.parameters(), **kwargs)
+
+
+def _first_images(dataset: Dataset, n: int, generator: torch.Generator) -> torch.Tensor:
+    """A fixed random choice of ``n`` images in [0, 1] (datasets may be sorted by class)."""
+    images, _ = next(iter(batches(dataset, n, shuffle=True, generator=generator)))
+    return to_float(images, "none")
+
+
 def train(
     config: RunConfig,
     run_dir: str | Path,
     *,
     resume: bool = False,
     progress: bool = True,
-    data: tuple[ImageDataset, ImageDataset] | None = None,
+    log: bool = True,
+    data: tuple[Dataset, Dataset] | None = None,
 ) -> TrainResult:
-    """Train a VAE as ``config`` says, writing everything to ``run_dir``; ``resume`` continues a run there."""
+    """Train a VAE as ``config`` says, writing everything to ``run_dir``; ``resume`` continues a run there.
+
+    ``progress`` shows a progress bar per epoch; ``log`` prints one summary line per epoch to stderr.
+    ``data`` passes ready (train, validation) sets instead of loading ``config.data``. Under torchrun
+    every rank calls this; rank 0 alone writes files. SIGTERM / Ctrl-C write a checkpoint and raise
+    :class:`TrainingInterrupted`.
+    """
     run_dir = Path(run_dir)
     tc = config.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     seed_everything(tc.seed)
-    device = resolve_device(tc.device)
-    train_set, val_set = data if data is not None else prepare_data(config, progress)
+    ctx = D.init_distributed(tc.device)
+    train_set, val_set = data if data is not None else prepare_data(config, progress and ctx.is_main)
     config = resolve_model_config(config, train_set.image_shape)
 
-    model = VAE(config.model).to(device)
-    objective = build_objective(config.objective)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    start_epoch, step = 0, 0
-    if resume:
-        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    state: dict[str, Any] | None = None
+    problem = None
+    if ctx.is_main:
+        try:
+            if resume:
+                state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+                if int(state.get("world_size", 1)) != ctx.world_size:
+                    raise ValueError(
+                        f"{run_dir} was trained with {state.get('world_size', 1)} processes; resume it with "
+                        f"the same number (this launch has {ctx.world_size})"
+                    )
+            elif (run_dir / CHECKPOINT_NAME).exists():
+                raise FileExistsError(
+                    f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir"
+                )
+        except Exception as exc:  # every rank must stop, not only the one that saw the problem
+            problem = exc
+    problems = D.gather_objects(repr(problem) if problem else None, ctx)
+    if problem is not None:
+        raise problem
+    if any(problems):
+        raise RuntimeError(f"rank 0 could not start the run: {problems[0]}")
+    if ctx.distributed and resume:
+        box = [state]
+        torch.distributed.broadcast_object_list(box, src=0)  # our own processes: no untrusted data
+        state = box[0]
+
+    model = VAE(config.model).to(ctx.device)
+    optimizer = build_optimizer(model, config)
+    start_epoch, skip, step = 1, 0, 0
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        # Metrics logged after the checkpoint (a crash between the two) are dropped, then rewritten.
-        write_metrics(run_dir, [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= start_epoch])
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / CHECKPOINT_NAME).exists():
-            raise FileExistsError(
-                f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir"
-            )
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    _write_run_files(run_dir, config, train_set, val_set, resumed_at=start_epoch if resume else None)
+        start_epoch, skip, step = int(state["epoch"]) + 1, int(state["batch"]), int(state["step"])
+    net = DistributedDataParallel(model) if ctx.distributed else model
+    objective = build_objective(config.objective)
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
 
-    logger = MetricsLogger(run_dir)
-    history = read_metrics(run_dir)
+    def compute_terms(x: torch.Tensor) -> LossTerms:
+        with autocast:
+            return objective(net(x))
+
+    step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
+
+    logger = None
+    if ctx.is_main:
+        if resume:  # rows logged after the checkpoint (a crash between the two) are dropped
+            done = start_epoch - 1
+            write_metrics(run_dir, [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= done])
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        write_run_files(
+            run_dir, config, train_set, val_set, ctx, resumed_at=(start_epoch - 1, skip) if resume else None
+        )
+        logger = MetricsLogger(run_dir)
+    history = read_metrics(run_dir) if ctx.is_main else []
     grid_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "grid"))
     grid_z = model.prior.sample(tc.grid_samples, generator=grid_gen)
-    recon_source = val_set if len(val_set) else train_set
-    recon_inputs = to_float(recon_source.images[: tc.grid_reconstructions], "none")
+    recon_inputs = _first_images(val_set if len(val_set) else train_set, tc.grid_reconstructions, grid_gen)
     binarize = config.data.binarize
     n_batches = -(-len(train_set) // tc.batch_size)
-    try:
-        for epoch in range(start_epoch + 1, tc.epochs + 1):
-            torch.manual_seed(derive_seed(tc.seed, "epoch", epoch))
-            shuffle_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "shuffle", epoch))
-            binarize_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "binarize", epoch))
-            model.train()
-            sums = torch.zeros(4, dtype=torch.float64)
-            seen = 0
-            t0 = time.perf_counter()
-            bar = tqdm(
-                batches(train_set, tc.batch_size, shuffle=True, generator=shuffle_gen),
-                total=n_batches,
-                desc=f"epoch {epoch}/{tc.epochs}",
-                disable=not progress,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            for i, (images, _labels) in enumerate(bar):
-                x = to_float(images, binarize, generator=binarize_gen).to(device, non_blocking=True)
-                terms = objective(model(x))
-                optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
-                optimizer.step()
-                step += 1
-                b = x.shape[0]
-                seen += b
-                sums += (
-                    torch.stack(
-                        [
-                            terms.loss.detach() * b,
-                            terms.elbo.detach().sum(),
-                            terms.log_px_z.detach().sum(),
-                            terms.kl.detach().sum(),
-                        ]
-                    )
-                    .double()
-                    .cpu()
-                )
-                if progress and (i % 20 == 0 or i == n_batches - 1):
-                    loss, _, rec, kl = (sums / seen).tolist()
-                    bar.set_postfix(loss=f"{loss:.2f}", rec=f"{-rec:.2f}", kl=f"{kl:.2f}", refresh=False)
-            train_seconds = time.perf_counter() - t0
-            loss, elbo, rec, kl = (sums / max(seen, 1)).tolist()
-            val = evaluate_elbo(
-                model,
-                val_set,
-                batch_size=tc.eval_batch_size,
-                binarize=binarize,
-                seed=derive_seed(config.data.split_seed, "val-binarize"),
-            )
-            row: dict[str, Any] = {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": loss,
-                "train_elbo": elbo,
-                "train_log_px_z": rec,
-                "train_kl": kl,
-                "val_elbo": val["elbo"],
-                "val_neg_elbo": -val["elbo"],
-                "val_log_px_z": val["log_px_z"],
-                "val_kl": val["kl"],
-                "train_seconds": train_seconds,
-                "images_per_s": seen / train_seconds if train_seconds > 0 else None,
-            }
-            last = epoch == tc.epochs
-            if last or epoch % tc.image_every == 0:
-                _write_grids(model, run_dir, epoch, grid_z, recon_inputs, logger, step)
+
+    def checkpoint(epochs_done: int, batch: int, sums: torch.Tensor, binarize_gen: torch.Generator) -> None:
+        """Collective (every rank calls it): gathers RNG states and partial sums, rank 0 writes."""
+        local = {"rng": torch.get_rng_state(), "sums": sums.clone()}
+        if ctx.device.type == "cuda":
+            local["cuda_rng"] = torch.cuda.get_rng_state(ctx.device)
+        ranks = D.gather_objects(local, ctx)
+        if ctx.is_main:
             save_checkpoint(
                 run_dir / CHECKPOINT_NAME,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
+                    "epoch": epochs_done,
+                    "batch": batch,
                     "step": step,
+                    "world_size": ctx.world_size,
+                    "ranks": ranks,
+                    "binarize_rng": binarize_gen.get_state(),
                 },
             )
-            model.save_pretrained(
-                run_dir / "model",
-                extra={"epoch": epoch, "step": step, "data": config.data.model_dump(mode="json")},
-            )
-            row["epoch_seconds"] = time.perf_counter() - t0
-            logger.log(row, step)
-            history.append(row)
-            if last or epoch % max(1, tc.epochs // 20) == 0:
-                plot_loss_curve(history, run_dir / "loss_curve.png")
-            if progress:
-                tqdm.write(
-                    f"epoch {epoch}/{tc.epochs}  train -ELBO {-elbo:.2f}  val -ELBO {-val['elbo']:.2f}  "
-                    f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  ({train_seconds:.1f}s, "
-                    f"{row['images_per_s']:.0f} img/s)",
-                    file=sys.stderr,
+
+    try:
+        with graceful_stop() as stop:
+            for epoch in range(start_epoch, tc.epochs + 1):
+                if tc.max_steps and step >= tc.max_steps:
+                    break
+                shuffle_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "shuffle", epoch))
+                binarize_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "binarize", epoch))
+                torch.manual_seed(derive_seed(tc.seed, "epoch", epoch, ctx.rank))
+                sums = torch.zeros(5, dtype=torch.float64)  # loss, elbo, log_px_z, kl (sums), images
+                if epoch == start_epoch and skip and state is not None:  # resume inside this epoch
+                    mine = state["ranks"][ctx.rank]
+                    torch.set_rng_state(mine["rng"])
+                    if "cuda_rng" in mine and ctx.device.type == "cuda":
+                        torch.cuda.set_rng_state(mine["cuda_rng"], ctx.device)
+                    binarize_gen.set_state(state["binarize_rng"])
+                    sums = mine["sums"].clone()
+                model.train()
+                t0 = time.perf_counter()
+                bar = tqdm(
+                    total=n_batches,
+                    initial=skip if epoch == start_epoch else 0,
+                    desc=f"epoch {epoch}/{tc.epochs}",
+                    disable=not (progress and ctx.is_main),
+                    leave=False,
+                    dynamic_ncols=True,
                 )
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: the last finished epoch is saved; continue with --resume {run_dir}",
-            file=sys.stderr,
-        )
-        raise
+                stream = batches(train_set, tc.batch_size, shuffle=True, generator=shuffle_gen)
+                for k, (images, _labels) in enumerate(stream):
+                    if epoch == start_epoch and k < skip:
+                        continue  # replay the epoch's order up to where the checkpoint was taken
+                    # Binarise the whole global batch with the shared generator, then take this
+                    # rank's slice: the data each rank sees equals a single process's batch.
+                    x_all = to_float(images, binarize, generator=binarize_gen)
+                    lo, hi = D.shard_bounds(len(x_all), ctx.rank, ctx.world_size)
+                    if len(x_all) < ctx.world_size:
+                        continue  # a final global batch smaller than the number of ranks
+                    x = x_all[lo:hi].to(ctx.device, non_blocking=True)
+                    terms = step_terms(x)
+                    # DDP averages gradients over ranks; weighting each rank's mean by its share of
+                    # the global batch makes that average the gradient of the global batch's mean.
+                    loss = terms.loss * ((hi - lo) * ctx.world_size / len(x_all))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    b = hi - lo
+                    sums += (
+                        torch.stack(
+                            [
+                                terms.loss.detach() * b,
+                                terms.elbo.detach().sum(),
+                                terms.log_px_z.detach().sum(),
+                                terms.kl.detach().sum(),
+                                torch.tensor(float(b)),
+                            ]
+                        )
+                        .double()
+                        .cpu()
+                    )
+                    bar.update(1)
+                    if progress and ctx.is_main and (k % 20 == 0 or k == n_batches - 1):
+                        loss_v, _, rec, kl, seen = sums.tolist()
+                        bar.set_postfix(
+                            loss=f"{loss_v / seen:.2f}",
+                            rec=f"{-rec / seen:.2f}",
+                            kl=f"{kl / seen:.2f}",
+                            refresh=False,
+                        )
+                    if tc.max_steps and step >= tc.max_steps:
+                        break
+                    every = tc.checkpoint_every and step % tc.checkpoint_every == 0
+                    if D.any_rank(bool(stop), ctx):
+                        checkpoint(epoch - 1, k + 1, sums, binarize_gen)
+                        raise TrainingInterrupted(stop.signum or 15, step, str(run_dir))
+                    if every and k + 1 < n_batches:
+                        checkpoint(epoch - 1, k + 1, sums, binarize_gen)
+                bar.close()
+                train_seconds = time.perf_counter() - t0
+                loss_v, elbo, rec, kl, seen = (D.all_reduce_sum(sums.clone(), ctx)).tolist()
+                seen = max(seen, 1.0)
+                if ctx.is_main:
+                    assert logger is not None
+                    row: dict[str, Any] = {
+                        "epoch": epoch,
+                        "step": step,
+                        "train_loss": loss_v / seen,
+                        "train_elbo": elbo / seen,
+                        "train_log_px_z": rec / seen,
+                        "train_kl": kl / seen,
+                        "train_seconds": train_seconds,
+                        "images_per_s": seen / train_seconds if train_seconds > 0 else None,
+                    }
+                    _end_of_epoch(
+                        model,
+                        config,
+                        run_dir,
+                        epoch,
+                        step,
+                        val_set,
+                        row,
+                        grid_z,
+                        recon_inputs,
+                        logger,
+                        history,
+                        log,
+                        t0,
+                    )
+                # After the epoch's files: a crash in between re-runs from the previous checkpoint.
+                checkpoint(epoch, 0, torch.zeros(5, dtype=torch.float64), binarize_gen)
+                skip = 0
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
+        D.shutdown(ctx)
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, history=history)
 
 
-def _write_run_files(
-    run_dir: Path, config: RunConfig, train_set: ImageDataset, val_set: ImageDataset, resumed_at: int | None
-) -> None:
-    """The resolved config and the facts needed to repeat the run (seed, split, versions, command)."""
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
-    meta_path = run_dir / "meta.json"
-    meta = json.loads(meta_path.read_text()) if resumed_at is not None and meta_path.exists() else {}
-    meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    meta.setdefault("command", sys.argv)
-    meta.update(
-        seed=config.train.seed,
-        split_seed=config.data.split_seed,
-        dataset=train_set.name,
-        train_images=len(train_set),
-        val_images=len(val_set),
-        environment=environment(),
-    )
-    if resumed_at is not None:
-        meta.setdefault("resumes", []).append(
-            {"at_epoch": resumed_at, "command": sys.argv, "time": time.time()}
-        )
-    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
-
-
-@torch.no_grad()
-def _write_grids(
+def _end_of_epoch(
     model: VAE,
+    config: RunConfig,
     run_dir: Path,
     epoch: int,
+    step: int,
+    val_set: Dataset,
+    row: dict[str, Any],
     grid_z: torch.Tensor,
     recon_inputs: torch.Tensor,
     logger: MetricsLogger,
-    step: int,
+    history: list[dict[str, Any]],
+    log: bool,
+    t0: float,
 ) -> None:
-    """A sample grid (the same latents every epoch, to watch progress) and inputs beside reconstructions."""
-    model.eval()
-    samples = model.decode(grid_z.to(model.device)).cpu()
-    save_grid(samples, run_dir / "samples" / f"epoch_{epoch:03d}.png")
-    recons = model.reconstruct(recon_inputs.to(model.device)).cpu()
-    pairs, per_row = interleave_rows(recon_inputs, recons, 8)
-    save_grid(pairs, run_dir / "reconstructions" / f"epoch_{epoch:03d}.png", nrow=per_row)
-    logger.image("samples", make_grid(samples), step)
-    logger.image("reconstructions", make_grid(pairs, nrow=per_row), step)
-    model.train()
+    """Rank 0 after each epoch: validation ELBO, optional cheap IW evaluation, grids, saved model, logs."""
+    tc = config.train
+    binarize = config.data.binarize
+    val_seed = derive_seed(config.data.split_seed, "val-binarize")
+    val = evaluate_elbo(model, val_set, batch_size=tc.eval_batch_size, binarize=binarize, seed=val_seed)
+    row.update(
+        val_elbo=val["elbo"], val_neg_elbo=-val["elbo"], val_log_px_z=val["log_px_z"], val_kl=val["kl"]
+    )
+    last = epoch == tc.epochs or bool(tc.max_steps and step >= tc.max_steps)
+    if tc.eval_every and (last or epoch % tc.eval_every == 0):
+        row.update(
+            quick_evaluate(
+                model,
+                val_set,
+                iw_samples=tc.eval_iw_samples,
+                images=tc.eval_images,
+                binarize=binarize,
+                seed=val_seed,
+            )
+        )
+    if last or epoch % tc.image_every == 0:
+        write_grids(model, run_dir, epoch, grid_z, recon_inputs, logger, step)
+    model.save_pretrained(
+        run_dir / "model", extra={"epoch": epoch, "step": step, "data": config.data.model_dump(mode="json")}
+    )
+    row["epoch_seconds"] = time.perf_counter() - t0
+    logger.log(row, step)
+    history.append(row)
+    if last or epoch % max(1, tc.epochs // 20) == 0:
+        plot_loss_curve(history, run_dir / "loss_curve.png")
+    if log:
+        tqdm.write(
+            f"epoch {epoch}/{tc.epochs}  train -ELBO {-row['train_elbo']:.2f}  val -ELBO {-val['elbo']:.2f}  "
+            f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  ({row['train_seconds']:.1f}s, "
+            f"{row['images_per_s']:.0f} img/s)",
+            file=sys.stderr,
+        )

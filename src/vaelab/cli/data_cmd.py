@@ -1,0 +1,55 @@
+"""``vaelab data pack``: turn any dataset vaelab reads into a packed, memory-mappable directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="dataset tools (pack)", description="Dataset tools.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    pack = data_sub.add_parser(
+        "pack",
+        help="write a dataset as sharded uint8 arrays + index, for training on data larger than memory",
+        description="Pack SOURCE (digits, mnist, fashion-mnist, an image folder or a .npz file) into DIR as "
+        "sharded uint8 .npy arrays with an index.json. Train on it with --dataset DIR (or data.name=packed, "
+        "data.path=DIR): batches are read through memory maps in large contiguous blocks.",
+    )
+    pack.add_argument("source", metavar="SOURCE", help="dataset name, image folder or .npz file")
+    pack.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    pack.add_argument("--split", choices=["train", "test"], default="train", help="split (default: train)")
+    pack.add_argument("--data-dir", metavar="DIR", help="root of mnist/ etc. (default: $VAELAB_DATA)")
+    pack.add_argument("--image-size", type=int, default=28, help="side for folder images (default 28)")
+    pack.add_argument("--channels", type=int, choices=[1, 3], default=1, help="folder images: 1 gray, 3 RGB")
+    pack.add_argument("--shard-mb", type=int, default=256, help="shard size in MiB (default 256)")
+    pack.add_argument(
+        "--shuffle-seed", type=int, default=0, help="shuffle the images once with this seed before packing"
+    )
+    pack.add_argument("--no-shuffle", action="store_true", help="keep the source order")
+    pack.set_defaults(func=run_pack)
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from vaelab.data import DataConfig, load_dataset, pack_dataset
+
+    source = Path(args.source)
+    fields: dict = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
+    if args.source.endswith(".npz"):
+        fields.update(name="npz", path=str(source))
+    elif source.is_dir():
+        fields.update(name="folder", path=str(source))
+    else:
+        fields["name"] = args.source
+    dataset = load_dataset(DataConfig.model_validate(fields), args.split)
+    if dataset.__class__.__name__ == "PackedDataset":
+        dataset = dataset.to_memory()
+    if not args.no_shuffle:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.shuffle_seed))
+        dataset = dataset.subset(order)
+    out = pack_dataset(dataset, args.out, shard_bytes=args.shard_mb << 20)
+    print(f"packed {len(dataset)} images {dataset.image_shape} into {out}", file=sys.stderr)
+    return 0
