@@ -46,13 +46,9 @@ def count_lines(path: Path) -> int:
 
 def make_data(path: Path, n: int = 2400, side: int = 12, seed: int = 0) -> Path:
     """Small synthetic image set (bright squares on noise) so the experiment needs no downloads."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, size=n)
-    images = (rng.random((n, side, side)) * 40).astype(np.uint8)
-    h = side // 2
-    for i, lab in enumerate(labels):
-        r, c = divmod(int(lab), 2)
-        images[i, r * h : r * h + h, c * h : c * h + h] = 230
+    from vaelab.data.synthetic import quadrant_squares
+
+    images, labels = quadrant_squares(n, side, seed)
     np.savez(path, images=images, labels=labels)
     return path
 

@@ -7,20 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vaelab.data.synthetic import quadrant_squares
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 
 def make_blobs(n: int = 240, side: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` uint8 images of a bright square at one of four positions (the label), with noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, size=n)
-    images = (rng.random((n, side, side)) * 40).astype(np.uint8)
-    half = side // 2
-    for i, lab in enumerate(labels):
-        r, c = divmod(int(lab), 2)
-        images[i, r * half : r * half + half, c * half : c * half + half] = 230
-    return images, labels.astype(np.int64)
+    """Four-class synthetic images (see ``vaelab.data.synthetic.quadrant_squares``)."""
+    return quadrant_squares(n, side, seed)
 
 
 @pytest.fixture(autouse=True)

@@ -8,19 +8,14 @@ import io
 import numpy as np
 from PIL import Image
 
+from vaelab.data.synthetic import quadrant_squares
+
 SIDE = 12
 
 
 def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images of a bright square in one of four quadrants (the label), with noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, size=n)
-    images = (rng.random((n, SIDE, SIDE)) * 40).astype(np.uint8)
-    half = SIDE // 2
-    for i, lab in enumerate(labels):
-        r, c = divmod(int(lab), 2)
-        images[i, r * half : (r + 1) * half, c * half : (c + 1) * half] = 230
-    return images, labels.astype(np.int64)
+    return quadrant_squares(n, SIDE, seed)
 
 
 def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
