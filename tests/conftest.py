@@ -30,3 +30,27 @@ def blobs_npz(tmp_path) -> Path:
     path = tmp_path / "blobs.npz"
     np.savez(path, images=images, labels=labels)
     return path
+
+
+# A model small enough that a few epochs take about a second on two cores.
+TINY_OVERRIDES = [
+    "model.encoder.hidden_dims=[32]",
+    "model.decoder.hidden_dims=[32]",
+    "model.latent_dim=4",
+    "train.batch_size=32",
+    "train.grid_samples=16",
+    "train.grid_reconstructions=8",
+    "train.device=cpu",
+]
+
+
+@pytest.fixture
+def tiny_config(blobs_npz):
+    """Factory: a RunConfig for a tiny VAE on the blobs npz, ``epochs`` long, plus any overrides."""
+    from vaelab.config import load_config
+
+    def make(epochs: int, *extra: str):
+        base = ["data.name=npz", f"data.path={blobs_npz}", f"train.epochs={epochs}"]
+        return load_config(overrides=[*base, *TINY_OVERRIDES, *extra])
+
+    return make

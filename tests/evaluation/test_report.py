@@ -5,34 +5,14 @@ import json
 import pytest
 
 from vaelab.cli import main
-from vaelab.config import load_config
 from vaelab.evaluation import load_report
 from vaelab.training import train
 
-TINY = [
-    "model.encoder.hidden_dims=[32]",
-    "model.decoder.hidden_dims=[32]",
-    "model.latent_dim=4",
-    "train.batch_size=32",
-    "train.grid_samples=16",
-    "train.grid_reconstructions=8",
-    "train.device=cpu",
-]
-
 
 @pytest.fixture
-def run(blobs_npz, tmp_path):
-    cfg = load_config(
-        overrides=[
-            "data.name=npz",
-            f"data.path={blobs_npz}",
-            "data.binarize=dynamic",
-            "train.epochs=3",
-            "train.eval_every=2",
-            "train.eval_iw_samples=10",
-            "train.eval_images=40",
-            *TINY,
-        ]
+def run(tiny_config, tmp_path):
+    cfg = tiny_config(
+        3, "data.binarize=dynamic", "train.eval_every=2", "train.eval_iw_samples=10", "train.eval_images=40"
     )
     return train(cfg, tmp_path / "run", progress=False, log=False).run_dir
 

@@ -8,25 +8,9 @@ from safetensors.torch import load_file
 from vaelab.config import load_config
 from vaelab.training import CheckpointError, load_checkpoint, train
 
-TINY = [
-    "model.encoder.hidden_dims=[32]",
-    "model.decoder.hidden_dims=[32]",
-    "model.latent_dim=4",
-    "train.batch_size=32",
-    "train.grid_samples=16",
-    "train.grid_reconstructions=8",
-    "train.device=cpu",
-]
 
-
-def config(npz, epochs, *extra):
-    return load_config(
-        overrides=["data.name=npz", f"data.path={npz}", f"train.epochs={epochs}", *TINY, *extra]
-    )
-
-
-def test_run_directory_holds_everything(blobs_npz, tmp_path):
-    result = train(config(blobs_npz, 2, "data.binarize=dynamic"), tmp_path / "run", progress=False)
+def test_run_directory_holds_everything(tiny_config, tmp_path):
+    result = train(tiny_config(2, "data.binarize=dynamic"), tmp_path / "run", progress=False)
     run = result.run_dir
     for name in [
         "config.yaml",
@@ -52,18 +36,16 @@ def test_run_directory_holds_everything(blobs_npz, tmp_path):
     assert saved.model.image_shape == (1, 12, 12)
 
 
-def test_training_reduces_the_loss(blobs_npz, tmp_path):
-    result = train(config(blobs_npz, 6, "train.lr=3e-3"), tmp_path / "run", progress=False)
+def test_training_reduces_the_loss(tiny_config, tmp_path):
+    result = train(tiny_config(6, "train.lr=3e-3"), tmp_path / "run", progress=False)
     losses = [r["val_neg_elbo"] for r in result.history]
     assert losses[-1] < losses[0] - 5
 
 
-def test_resume_equals_uninterrupted_run(blobs_npz, tmp_path):
-    full = train(config(blobs_npz, 2, "data.binarize=dynamic"), tmp_path / "full", progress=False)
-    train(config(blobs_npz, 1, "data.binarize=dynamic"), tmp_path / "part", progress=False)
-    resumed = train(
-        config(blobs_npz, 2, "data.binarize=dynamic"), tmp_path / "part", resume=True, progress=False
-    )
+def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
+    full = train(tiny_config(2, "data.binarize=dynamic"), tmp_path / "full", progress=False)
+    train(tiny_config(1, "data.binarize=dynamic"), tmp_path / "part", progress=False)
+    resumed = train(tiny_config(2, "data.binarize=dynamic"), tmp_path / "part", resume=True, progress=False)
     a = load_file(str(full.run_dir / "model" / "model.safetensors"))
     b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -73,10 +55,10 @@ def test_resume_equals_uninterrupted_run(blobs_npz, tmp_path):
     assert resumed.history[-1]["val_elbo"] == full.history[-1]["val_elbo"]
 
 
-def test_existing_run_is_not_overwritten(blobs_npz, tmp_path):
-    train(config(blobs_npz, 1), tmp_path / "run", progress=False)
+def test_existing_run_is_not_overwritten(tiny_config, tmp_path):
+    train(tiny_config(1), tmp_path / "run", progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
-        train(config(blobs_npz, 1), tmp_path / "run", progress=False)
+        train(tiny_config(1), tmp_path / "run", progress=False)
 
 
 def test_checkpoint_with_pickle_payload_is_refused_and_never_runs(tmp_path):
@@ -94,20 +76,20 @@ def test_checkpoint_with_pickle_payload_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
-def test_truncated_checkpoint_is_reported(blobs_npz, tmp_path):
-    train(config(blobs_npz, 1), tmp_path / "run", progress=False)
+def test_truncated_checkpoint_is_reported(tiny_config, tmp_path):
+    train(tiny_config(1), tmp_path / "run", progress=False)
     ckpt = tmp_path / "run" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:200])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
-        train(config(blobs_npz, 2), tmp_path / "run", resume=True, progress=False)
+        train(tiny_config(2), tmp_path / "run", resume=True, progress=False)
 
 
-def test_compiled_and_bf16_paths_train_like_the_reference(blobs_npz, tmp_path):
+def test_compiled_and_bf16_paths_train_like_the_reference(tiny_config, tmp_path):
     """train.compile (inductor) and train.precision=bf16 change speed, not the model: after one epoch
     from the same seed, the validation ELBO agrees with the eager fp32 run (compile within float
     rounding; bf16 within 1%)."""
-    ref = train(config(blobs_npz, 1), tmp_path / "ref", progress=False, log=False).history[-1]
-    compiled = train(config(blobs_npz, 1, "train.compile=true"), tmp_path / "c", progress=False, log=False)
-    bf16 = train(config(blobs_npz, 1, "train.precision=bf16"), tmp_path / "b", progress=False, log=False)
+    ref = train(tiny_config(1), tmp_path / "ref", progress=False, log=False).history[-1]
+    compiled = train(tiny_config(1, "train.compile=true"), tmp_path / "c", progress=False, log=False)
+    bf16 = train(tiny_config(1, "train.precision=bf16"), tmp_path / "b", progress=False, log=False)
     assert compiled.history[-1]["val_elbo"] == pytest.approx(ref["val_elbo"], rel=1e-3)
     assert bf16.history[-1]["val_elbo"] == pytest.approx(ref["val_elbo"], rel=1e-2)
