@@ -102,3 +102,19 @@ def test_encode_mean_batches(model):
     x = torch.rand(7, 1, 8, 8)
     assert torch.allclose(encode_mean(model, x, batch_size=3), encode_mean(model, x), atol=1e-6)
     assert encode_mean(model, x[:0]).shape == (0, 5)
+
+
+def test_generated_tensors_can_feed_autograd():
+    """sample/reconstruct/interpolate outputs are ordinary tensors (not inference-mode ones), so a user
+    can pass them back through the model and backpropagate, as the README's API example does."""
+    import torch
+
+    from vaelab.generation import reconstruct, sample
+    from vaelab.models import VAE, ModelConfig
+
+    model = VAE(ModelConfig(image_shape=(1, 6, 6), latent_dim=2))
+    for images in (sample(model, 3, seed=0), reconstruct(model, torch.rand(3, 1, 6, 6))):
+        out = model(images)
+        (-out.elbo.mean()).backward()
+        assert all(p.grad is not None for p in model.parameters())
+        model.zero_grad()

@@ -18,7 +18,7 @@ from vaelab.models.vae import VAE
 InterpolationMode = Literal["linear", "slerp"]
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def encode_mean(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Posterior means E[z|x] of images in [0, 1], (N, latent_dim), on the CPU: the point a VAE puts x at."""
     out = [
@@ -55,7 +55,7 @@ def interpolate_latents(
     return direction * ((1 - t) * norm_a + t * norm_b)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def interpolate(
     model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8, mode: InterpolationMode = "linear"
 ) -> torch.Tensor:
@@ -79,7 +79,7 @@ def traverse_latents(z: torch.Tensor, dims: list[int], values: torch.Tensor) -> 
     return out
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def traverse(model: VAE, z: torch.Tensor, dims: list[int], values: torch.Tensor) -> torch.Tensor:
     """Decoded traversals: for each of ``dims``, ``z`` with that coordinate swept over ``values``."""
     return model.decode(traverse_latents(z, dims, values).to(model.device)).cpu()
@@ -90,7 +90,7 @@ def _factors(dist: Distribution) -> Distribution:
     return dist.base_dist if isinstance(dist, Independent) else dist
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def kl_per_dim(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Mean KL(q(z_j|x) || p(z_j)) over images, per latent dimension j, in nats: shape (latent_dim,).
 

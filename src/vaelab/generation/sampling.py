@@ -8,7 +8,7 @@ import torch
 from vaelab.models.vae import VAE
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def sample(
     model: VAE,
     n: int,
@@ -31,7 +31,7 @@ def sample(
     return torch.cat(out).cpu()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def reconstruct(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Reconstructions (posterior mean, decoded) of images in [0, 1], shape (N, C, H, W)."""
     out = [
