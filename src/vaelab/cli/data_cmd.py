@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
@@ -34,18 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from vaelab.data import DataConfig, load_dataset, pack_dataset
+    from vaelab.cli.common import source_fields
+    from vaelab.data import DataConfig, PackedDataset, load_dataset, pack_dataset
 
-    source = Path(args.source)
-    fields: dict = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
-    if args.source.endswith(".npz"):
-        fields.update(name="npz", path=str(source))
-    elif source.is_dir():
-        fields.update(name="folder", path=str(source))
-    else:
-        fields["name"] = args.source
+    fields = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels,
+              **source_fields(args.source)}  # fmt: skip
     dataset = load_dataset(DataConfig.model_validate(fields), args.split)
-    if dataset.__class__.__name__ == "PackedDataset":
+    if isinstance(dataset, PackedDataset):
         dataset = dataset.to_memory()
     if not args.no_shuffle:
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.shuffle_seed))

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from vaelab.cli.common import add_data_options, data_overrides, saved_data_config
+from vaelab.cli.common import (
+    add_data_options,
+    add_device_option,
+    data_overrides,
+    load_model,
+    saved_data_config,
+)
 
 FEATURE_TRAIN_LIMIT = 60_000
 
@@ -54,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="local weights-inception-2015-12-05-6726825d.pth: adds Inception-v3 FID (needs torch-fidelity)",
     )
     p.add_argument("--out", metavar="DIR", help="where to write report.json and report.md")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_evaluate)
 
@@ -87,14 +93,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from vaelab.data.config import DataConfig
     from vaelab.evaluation.report import EvaluationOptions, evaluate_model, in_memory, write_report
     from vaelab.evaluation.tables import render_report
-    from vaelab.models import VAE
-    from vaelab.runtime import resolve_device
 
     if args.iw_samples < 1:
         raise ValueError(f"--iw-samples must be at least 1; got {args.iw_samples}")
     if args.n_samples < 4:
         raise ValueError(f"--n-samples must be at least 4; got {args.n_samples}")
-    model = VAE.from_pretrained(args.model, device=resolve_device(args.device))
+    model = load_model(args)
     data_cfg = DataConfig.model_validate({**saved_data_config(args.model), **data_overrides(args)})
     progress = not args.no_progress
     dataset = in_memory(load_dataset(data_cfg, args.split, progress=progress))

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import torch
 
-from vaelab.cli.common import add_data_options, data_overrides, saved_data_config
+from vaelab.cli.common import (
+    add_data_options,
+    add_device_option,
+    data_overrides,
+    load_model,
+    saved_data_config,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the latents (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the images")
     p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the images")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_option(p)
     p.set_defaults(func=run_sample)
 
     r = sub.add_parser(
@@ -39,19 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-n", type=int, default=32, help="number of images (default 32)")
     r.add_argument("--seed", type=int, default=0, help="seed for choosing the images (default 0)")
     r.add_argument("--grid", required=True, metavar="FILE.png", help="where to write the comparison grid")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_option(r)
     r.set_defaults(func=run_reconstruct)
 
 
 def run_sample(args: argparse.Namespace) -> int:
     from vaelab.generation import sample, save_samples_npz
     from vaelab.io.images import save_grid
-    from vaelab.models import VAE
-    from vaelab.runtime import resolve_device
 
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out must name a .npz file, got {args.out}")
-    model = VAE.from_pretrained(args.model, device=resolve_device(args.device))
+    model = load_model(args)
     images = sample(model, args.n, temperature=args.temperature, seed=args.seed)
     save_samples_npz(args.out, images)
     print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
@@ -66,10 +70,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from vaelab.data.config import DataConfig
     from vaelab.generation import reconstruct
     from vaelab.io.images import interleave_rows, save_grid
-    from vaelab.models import VAE
-    from vaelab.runtime import resolve_device
 
-    model = VAE.from_pretrained(args.model, device=resolve_device(args.device))
+    model = load_model(args)
     data_cfg = DataConfig.model_validate({**saved_data_config(args.model), **data_overrides(args)})
     dataset = load_dataset(data_cfg, args.split)
     if dataset.image_shape != model.image_shape:

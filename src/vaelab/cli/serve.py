@@ -6,6 +6,8 @@ import argparse
 import ipaddress
 import sys
 
+from vaelab.cli.common import add_device_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="address to bind (default 127.0.0.1: this machine only; the API has no authentication)",
     )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"], help="default cpu")
+    add_device_option(p, default="cpu")
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
     p.set_defaults(func=run)
 

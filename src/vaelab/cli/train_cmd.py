@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from vaelab.cli.common import add_data_options, data_overrides
+from vaelab.cli.common import add_data_options, add_device_option, data_overrides
 from vaelab.config import read_yaml, resolve_config
 
 
@@ -30,9 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, metavar="B", help="images per optimisation step")
     p.add_argument("--lr", type=float, help="Adam learning rate")
     p.add_argument("--seed", type=int, help="seed for initialisation, shuffling and sampling noise")
-    p.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (auto: a GPU if any)"
-    )
+    add_device_option(p, default=None, help="where to train (auto: a GPU if there is one)")
     p.add_argument(
         "--run-dir", metavar="DIR", help="where to write the run (default: runs/DATASET-TIMESTAMP)"
     )
