@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from vaelab.data import ImageDataset, batches, to_float
-from vaelab.models.vae import VAE
+from vaelab.models.vae import VAE, VAEOutput
+
+
+def _outputs(
+    model: VAE, dataset: ImageDataset, batch_size: int, binarize: str, generator: torch.Generator | None
+) -> Iterator[VAEOutput]:
+    """The model's forward pass over ``dataset`` in order, in eval mode (restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        for images, _ in batches(dataset, batch_size, shuffle=False):
+            yield model(to_float(images, binarize, generator=generator).to(model.device))
+    finally:
+        model.train(was_training)
 
 
 @torch.inference_mode()
@@ -22,18 +37,12 @@ def evaluate_elbo(
     With ``binarize="dynamic"`` the images are binarised once with a generator seeded by ``seed``, so
     the number is the same every time it is computed (the literature's fixed binarised test set).
     """
-    was_training = model.training
-    model.eval()
-    device = model.device
     gen = torch.Generator().manual_seed(seed)
     totals = torch.zeros(3, dtype=torch.float64)
     n = 0
-    for images, _ in batches(dataset, batch_size, shuffle=False):
-        x = to_float(images, binarize, generator=gen).to(device)
-        out = model(x)
+    for out in _outputs(model, dataset, batch_size, binarize, gen):
         totals += torch.stack([out.elbo.sum(), out.log_px_z.sum(), out.kl.sum()]).double().cpu()
-        n += x.shape[0]
-    model.train(was_training)
+        n += out.elbo.shape[0]
     if n == 0:
         return {"elbo": float("nan"), "log_px_z": float("nan"), "kl": float("nan"), "n": 0}
     elbo, log_px_z, kl = (totals / n).tolist()
@@ -46,15 +55,11 @@ def elbo_per_image(
 ) -> dict[str, torch.Tensor]:
     """(N,) float64 ELBO, log p(x|z) and KL of each image (pixels as stored, /255), one posterior sample
     each, drawn in a forked RNG seeded with ``seed``: the per-image values behind a standard error."""
-    was_training = model.training
-    model.eval()
     device = model.device
     parts: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px_z": [], "kl": []}
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for images, _ in batches(dataset, batch_size, shuffle=False):
-            out = model(to_float(images.to(device), "none"))
+        for out in _outputs(model, dataset, batch_size, "none", None):
             for name, value in (("elbo", out.elbo), ("log_px_z", out.log_px_z), ("kl", out.kl)):
                 parts[name].append(value.double().cpu())
-    model.train(was_training)
     return {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}
