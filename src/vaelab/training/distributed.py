@@ -9,6 +9,7 @@ the number of processes.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 
@@ -52,10 +53,19 @@ def init_distributed(device_name: str = "auto") -> DistContext:
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (a no-op for a single process)."""
-    if ctx.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(ctx: DistContext, wait: bool = True) -> None:
+    """Leave the process group (a no-op for a single process).
+
+    ``wait`` first meets every rank at a barrier, so no rank tears its connections down while a
+    peer still talks to it (gloo aborts the process then); pass False when leaving on an error,
+    where the peers may never arrive.
+    """
+    if not (ctx.distributed and dist.is_initialized()):
+        return
+    if wait:
+        dist.barrier()
+    gc.collect()  # drop what still holds the group (DDP's reducer) before destroying it
+    dist.destroy_process_group()
 
 
 def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:

@@ -188,6 +188,7 @@ def train(
                 },
             )
 
+    finished = False
     try:
         with graceful_stop() as stop:
             for epoch in range(start_epoch, tc.epochs + 1):
@@ -298,10 +299,14 @@ def train(
                 # After the epoch's files: a crash in between re-runs from the previous checkpoint.
                 checkpoint(epoch, 0, torch.zeros(5, dtype=torch.float64), binarize_gen)
                 skip = 0
+        finished = True
     finally:
         if logger is not None:
             logger.close()
-        D.shutdown(ctx)
+        # DDP's reducer keeps the process group alive; freeing it before the group is destroyed
+        # (and after every rank got here) keeps gloo's threads from dying at interpreter exit.
+        net = None
+        D.shutdown(ctx, wait=finished)
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, history=history)
 
