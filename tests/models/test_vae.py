@@ -122,3 +122,14 @@ def test_altered_weights_are_detected(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelLoadError, match="altered or corrupted"):
         VAE.from_pretrained(d)
+
+
+def test_kl_groups_are_the_per_dimension_kl_and_add_up_to_the_total():
+    torch.manual_seed(0)
+    model = tiny("mlp", "mlp", {"name": "bernoulli"})
+    out = model(torch.rand(5, 1, 12, 12))
+    assert out.kl_groups.shape == (5, 3)
+    torch.testing.assert_close(out.kl_groups.sum(-1), out.kl)
+    posterior, prior = out.posterior, model.prior()
+    expected = torch.distributions.kl_divergence(posterior, prior)
+    torch.testing.assert_close(out.kl, expected)

@@ -42,10 +42,13 @@ def test_training_reduces_the_loss(tiny_config, tmp_path):
     assert losses[-1] < losses[0] - 5
 
 
-def test_resume_equals_uninterrupted_run(tiny_config, tmp_path):
-    full = train(tiny_config(2, "data.binarize=dynamic"), tmp_path / "full", progress=False)
-    train(tiny_config(1, "data.binarize=dynamic"), tmp_path / "part", progress=False)
-    resumed = train(tiny_config(2, "data.binarize=dynamic"), tmp_path / "part", resume=True, progress=False)
+@pytest.mark.parametrize("extra", [[], ["train.ema_decay=0.9"]], ids=["raw", "ema"])
+def test_resume_equals_uninterrupted_run(tiny_config, tmp_path, extra):
+    full = train(tiny_config(2, "data.binarize=dynamic", *extra), tmp_path / "full", progress=False)
+    train(tiny_config(1, "data.binarize=dynamic", *extra), tmp_path / "part", progress=False)
+    resumed = train(
+        tiny_config(2, "data.binarize=dynamic", *extra), tmp_path / "part", resume=True, progress=False
+    )
     a = load_file(str(full.run_dir / "model" / "model.safetensors"))
     b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
 from vaelab import __version__
 from vaelab.io.atomic import atomic_write
@@ -42,6 +42,9 @@ class VAEOutput:
     px_params: torch.Tensor
     log_px_z: torch.Tensor  # (B,) reconstruction term log p(x|z), nats
     kl: torch.Tensor  # (B,) KL(q(z|x) || p(z)), nats (analytic when torch.distributions has it)
+    # (B, G) the KL split into G parts that sum to ``kl`` (one per latent dimension for factorised q
+    # and p), for per-group objectives such as free bits; None where the KL does not split.
+    kl_groups: torch.Tensor | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -103,13 +106,29 @@ class VAE(nn.Module):
         except NotImplementedError:
             return posterior.log_prob(z) - prior.log_prob(z)
 
+    def kl_per_dim(self, posterior: Distribution) -> torch.Tensor | None:
+        """(B, D) closed-form KL of each latent dimension when q(z|x) and p(z) both factorise over
+        the dimensions (``Independent`` over a pair torch.distributions knows); else None."""
+        prior = self.prior()
+        if not (isinstance(posterior, Independent) and isinstance(prior, Independent)):
+            return None
+        if posterior.reinterpreted_batch_ndims != 1 or prior.reinterpreted_batch_ndims != 1:
+            return None
+        try:
+            return kl_divergence(posterior.base_dist, prior.base_dist)
+        except NotImplementedError:
+            return None
+
     def forward(self, x: torch.Tensor) -> VAEOutput:
         """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode."""
         posterior = self.encode(x)
         z = posterior.rsample()
         px_params = self.decoder(z).float()
         log_px_z = self.likelihood(px_params).log_prob(x)
-        return VAEOutput(posterior, z, px_params, log_px_z, self.kl(posterior, z))
+        # Summing the per-dimension KL is exactly what kl_divergence of the Independent pair does.
+        kl_dims = self.kl_per_dim(posterior)
+        kl = kl_dims.sum(-1) if kl_dims is not None else self.kl(posterior, z)
+        return VAEOutput(posterior, z, px_params, log_px_z, kl, kl_dims)
 
     @torch.no_grad()
     def sample(

@@ -19,6 +19,13 @@ class ELBOConfig(BaseModel):
 
     name: Literal["elbo"] = "elbo"
     beta: float = Field(default=1.0, ge=0.0)
+    # Free bits (Kingma et al. 2016, IAF, appendix C): the KL of each group counts at least this many
+    # nats, averaged over the batch, so the optimiser gains nothing by pushing a group's KL below it
+    # and latents are not switched off early (0: off). Needs a model that splits its KL.
+    free_bits: float = Field(default=0.0, ge=0.0)
+    # Groups for free bits: 0 = one per latent dimension (each part of the model's kl_groups);
+    # G = the parts pooled into G equal contiguous groups (G must divide their number).
+    free_bits_groups: int = Field(default=0, ge=0)
 
 
 @dataclass
@@ -37,6 +44,31 @@ class ELBO:
     def __init__(self, config: ELBOConfig | None = None) -> None:
         self.config = config or ELBOConfig()
 
-    def __call__(self, out: VAEOutput) -> LossTerms:
-        bound = out.log_px_z - self.config.beta * out.kl
-        return LossTerms(loss=-bound.mean(), elbo=out.elbo, log_px_z=out.log_px_z, kl=out.kl)
+    def __call__(self, out: VAEOutput, kl_weight: float | torch.Tensor = 1.0) -> LossTerms:
+        """``kl_weight`` is the training loop's annealing factor in [0, 1] (KL warm-up or cyclical
+        annealing); the KL is weighted by ``beta * kl_weight``. ``elbo`` is always the unweighted one."""
+        weight = self.config.beta * kl_weight
+        if self.config.free_bits > 0:
+            loss = -(out.log_px_z.mean() - weight * free_bits_kl(out, self.config))
+        else:
+            loss = -(out.log_px_z - weight * out.kl).mean()
+        return LossTerms(loss=loss, elbo=out.elbo, log_px_z=out.log_px_z, kl=out.kl)
+
+
+def free_bits_kl(out: VAEOutput, config: ELBOConfig) -> torch.Tensor:
+    """sum_j max(lambda, mean over the batch of KL_j): the KL term with free bits, a scalar."""
+    if out.kl_groups is None:
+        raise ValueError(
+            "objective.free_bits needs the KL of each latent dimension, but this model's posterior and "
+            "prior do not split it (kl_groups is None); set objective.free_bits=0"
+        )
+    per_group = out.kl_groups.mean(0)
+    groups = config.free_bits_groups
+    if groups:
+        if per_group.numel() % groups:
+            raise ValueError(
+                f"objective.free_bits_groups={groups} must divide the {per_group.numel()} KL parts "
+                "(latent dimensions)"
+            )
+        per_group = per_group.reshape(groups, -1).sum(-1)
+    return per_group.clamp(min=config.free_bits).sum()

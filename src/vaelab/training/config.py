@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class TrainConfig(BaseModel):
@@ -47,3 +47,40 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(default=0, ge=0)
     eval_iw_samples: int = Field(default=100, ge=1)
     eval_images: int = Field(default=500, ge=1)
+
+    # --- Stability (issue 4). Every option defaults to the plain loop above; docs/training.md says
+    # why each exists and where it comes from. Schedules advance on every batch, skipped or not.
+    # KL annealing: the KL's weight (times objective.beta) rises from 0 to 1. "linear": over
+    # kl_anneal_steps, then 1 (warm-up, Sønderby et al. 2016); "cyclical": repeats every
+    # kl_anneal_steps, rising during the first kl_anneal_ratio of each cycle, for kl_cycles cycles
+    # (0: until the end), then 1 (Fu et al. 2019).
+    kl_anneal: Literal["none", "linear", "cyclical"] = "none"
+    kl_anneal_steps: int = Field(default=0, ge=0, validate_default=True)
+    kl_anneal_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    kl_cycles: int = Field(default=0, ge=0)
+    # Learning rate: linear warm-up over lr_warmup_steps, then "constant" or "cosine" decay to
+    # lr * lr_min_ratio at lr_decay_steps (0: the run's planned length, max_steps or epochs x batches).
+    lr_warmup_steps: int = Field(default=0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_min_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    lr_decay_steps: int = Field(default=0, ge=0)
+    # Rescale the gradient when its global L2 norm exceeds grad_clip (0: off).
+    grad_clip: float = Field(default=0.0, ge=0.0)
+    # Skip the update when the gradient norm exceeds skip_threshold (0: off; VDVAE's skip_threshold).
+    skip_threshold: float = Field(default=0.0, ge=0.0)
+    # Skip the update on every rank when any rank's loss or gradient is NaN or infinite.
+    skip_nonfinite: bool = True
+    # Exponential moving average of the weights (0: off), used for validation, grids and the saved
+    # model; the checkpoint holds raw and EMA weights (Polyak & Juditsky 1992; VDVAE's ema_rate).
+    ema_decay: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Stop cleanly (validate, save the model, checkpoint) after this many minutes of training wall
+    # time, counted over resumes (0: no limit).
+    max_minutes: float = Field(default=0.0, ge=0.0)
+
+    @field_validator("kl_anneal_steps")
+    @classmethod
+    def _anneal_needs_a_length(cls, steps: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kl_anneal", "none")
+        if kind != "none" and steps == 0:
+            raise ValueError(f"kl_anneal={kind!r} needs kl_anneal_steps > 0 (steps per warm-up or cycle)")
+        return steps

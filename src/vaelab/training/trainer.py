@@ -29,8 +29,12 @@ from vaelab.objectives import LossTerms, build_objective
 from vaelab.runtime import derive_seed, seed_everything
 from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vaelab.training.ema import build_ema, eval_model
+from vaelab.training.health import posterior_health
 from vaelab.training.rundir import write_grids, write_run_files
+from vaelab.training.schedules import build_lr_scheduler, kl_weight
 from vaelab.training.signals import TrainingInterrupted, graceful_stop
+from vaelab.training.stability import UpdateGuard, check_finite
 
 Dataset = ImageDataset | PackedDataset
 
@@ -133,18 +137,28 @@ def train(
 
     model = VAE(config.model).to(ctx.device)
     optimizer = build_optimizer(model, config)
-    start_epoch, skip, step = 1, 0, 0
+    n_batches = -(-len(train_set) // tc.batch_size)
+    # Built before the optimiser's state is loaded: LambdaLR records the base lr when it is created.
+    scheduler = build_lr_scheduler(optimizer, tc, tc.max_steps or tc.epochs * n_batches)
+    guard = UpdateGuard(tc, model.parameters())
+    start_epoch, skip, step, seconds_done = 1, 0, 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            scheduler.load_state_dict(state["scheduler"])
         start_epoch, skip, step = int(state["epoch"]) + 1, int(state["batch"]), int(state["step"])
+        seconds_done = float(state.get("train_seconds", 0.0))
+    ema = build_ema(model, tc.ema_decay)  # after loading: an EMA switched on at a resume starts here
+    if ema is not None and state is not None and "ema" in state:
+        ema.load_state_dict(state["ema"])
     net = DistributedDataParallel(model) if ctx.distributed else model
     objective = build_objective(config.objective)
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
 
-    def compute_terms(x: torch.Tensor) -> LossTerms:
+    def compute_terms(x: torch.Tensor, beta: torch.Tensor) -> LossTerms:
         with autocast:
-            return objective(net(x))
+            return objective(net(x), beta)  # beta: a tensor, so torch.compile does not recompile per value
 
     step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
 
@@ -165,10 +179,12 @@ def train(
     grid_z = model.prior.sample(tc.grid_samples, generator=grid_gen)
     recon_inputs = _first_images(val_set if len(val_set) else train_set, tc.grid_reconstructions, grid_gen)
     binarize = config.data.binarize
-    n_batches = -(-len(train_set) // tc.batch_size)
 
-    def checkpoint(epochs_done: int, batch: int, sums: torch.Tensor, binarize_gen: torch.Generator) -> None:
+    def checkpoint(
+        epochs_done: int, batch: int, sums: torch.Tensor, binarize_gen: torch.Generator, seconds: float
+    ) -> None:
         """Collective (every rank calls it): gathers RNG states and partial sums, rank 0 writes."""
+        check_finite({"model": model, "EMA model": ema}, "a checkpoint")  # all ranks: all stop together
         local = {"rng": torch.get_rng_state(), "sums": sums.clone()}
         if ctx.device.type == "cuda":
             local["cuda_rng"] = torch.cuda.get_rng_state(ctx.device)
@@ -185,14 +201,21 @@ def train(
                     "world_size": ctx.world_size,
                     "ranks": ranks,
                     "binarize_rng": binarize_gen.get_state(),
+                    "scheduler": scheduler.state_dict(),
+                    "guard": guard.state(),
+                    "train_seconds": seconds,
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
                 },
             )
 
     finished = False
     try:
         with graceful_stop() as stop:
+            out_of_time = False
             for epoch in range(start_epoch, tc.epochs + 1):
                 if tc.max_steps and step >= tc.max_steps:
+                    break
+                if tc.max_minutes and D.any_rank(seconds_done >= tc.max_minutes * 60, ctx):
                     break
                 shuffle_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "shuffle", epoch))
                 binarize_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "binarize", epoch))
@@ -205,6 +228,8 @@ def train(
                         torch.cuda.set_rng_state(mine["cuda_rng"], ctx.device)
                     binarize_gen.set_state(state["binarize_rng"])
                     sums = mine["sums"].clone()
+                    if "guard" in state:
+                        guard.load_state(state["guard"])
                 model.train()
                 t0 = time.perf_counter()
                 bar = tqdm(
@@ -226,28 +251,22 @@ def train(
                     if len(x_all) < ctx.world_size:
                         continue  # a final global batch smaller than the number of ranks
                     x = x_all[lo:hi].to(ctx.device, non_blocking=True)
-                    terms = step_terms(x)
+                    terms = step_terms(x, torch.tensor(kl_weight(step, tc)))
                     # DDP averages gradients over ranks; weighting each rank's mean by its share of
                     # the global batch makes that average the gradient of the global batch's mean.
                     loss = terms.loss * ((hi - lo) * ctx.world_size / len(x_all))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    optimizer.step()
+                    applied = guard.allow(terms.loss, ctx)  # clip, or skip a NaN/exploding update
+                    if applied:
+                        optimizer.step()
+                        if ema is not None:
+                            ema.update_parameters(model)
+                    scheduler.step()  # schedules follow the batch count, skipped updates included
                     step += 1
                     b = hi - lo
-                    sums += (
-                        torch.stack(
-                            [
-                                terms.loss.detach() * b,
-                                terms.elbo.detach().sum(),
-                                terms.log_px_z.detach().sum(),
-                                terms.kl.detach().sum(),
-                                torch.tensor(float(b)),
-                            ]
-                        )
-                        .double()
-                        .cpu()
-                    )
+                    if applied:  # a skipped step's (maybe NaN) terms stay out of the epoch's means
+                        sums += _batch_sums(terms, b)
                     bar.update(1)
                     if progress and ctx.is_main and (k % 20 == 0 or k == n_batches - 1):
                         loss_v, _, rec, kl, seen = sums.tolist()
@@ -259,16 +278,23 @@ def train(
                         )
                     if tc.max_steps and step >= tc.max_steps:
                         break
+                    elapsed = seconds_done + time.perf_counter() - t0
+                    if tc.max_minutes and D.any_rank(elapsed >= tc.max_minutes * 60, ctx):
+                        out_of_time = True
+                        break
                     every = tc.checkpoint_every and step % tc.checkpoint_every == 0
                     if D.any_rank(bool(stop), ctx):
-                        checkpoint(epoch - 1, k + 1, sums, binarize_gen)
+                        checkpoint(epoch - 1, k + 1, sums, binarize_gen, elapsed)
                         raise TrainingInterrupted(stop.signum or 15, step, str(run_dir))
                     if every and k + 1 < n_batches:
-                        checkpoint(epoch - 1, k + 1, sums, binarize_gen)
+                        checkpoint(epoch - 1, k + 1, sums, binarize_gen, elapsed)
                 bar.close()
                 train_seconds = time.perf_counter() - t0
+                seconds_done += train_seconds
                 loss_v, elbo, rec, kl, seen = (D.all_reduce_sum(sums.clone(), ctx)).tolist()
                 seen = max(seen, 1.0)
+                check_finite({"model": model, "EMA model": ema}, "the saved model")  # on every rank
+                last = epoch == tc.epochs or bool(tc.max_steps and step >= tc.max_steps) or out_of_time
                 if ctx.is_main:
                     assert logger is not None
                     row: dict[str, Any] = {
@@ -279,10 +305,14 @@ def train(
                         "train_log_px_z": rec / seen,
                         "train_kl": kl / seen,
                         "train_seconds": train_seconds,
+                        "train_minutes": seconds_done / 60,  # cumulative over the run and its resumes
                         "images_per_s": seen / train_seconds if train_seconds > 0 else None,
+                        "lr": scheduler.get_last_lr()[0],  # for the next update
+                        "kl_weight": kl_weight(step, tc),
+                        **guard.summary(),
                     }
                     _end_of_epoch(
-                        model,
+                        eval_model(model, ema),
                         config,
                         run_dir,
                         epoch,
@@ -295,10 +325,14 @@ def train(
                         history,
                         log,
                         t0,
+                        last,
                     )
                 # After the epoch's files: a crash in between re-runs from the previous checkpoint.
-                checkpoint(epoch, 0, torch.zeros(5, dtype=torch.float64), binarize_gen)
+                guard.reset()
+                checkpoint(epoch, 0, torch.zeros(5, dtype=torch.float64), binarize_gen, seconds_done)
                 skip = 0
+                if out_of_time:
+                    break
         finished = True
     finally:
         if logger is not None:
@@ -309,6 +343,13 @@ def train(
         D.shutdown(ctx, wait=finished)
     model.eval()
     return TrainResult(run_dir=run_dir, model=model, history=history)
+
+
+def _batch_sums(terms: LossTerms, b: int) -> torch.Tensor:
+    """This batch's contribution to the epoch's sums: loss * b, ELBO, log p(x|z), KL, images."""
+    parts = [terms.loss.detach() * b, terms.elbo.detach().sum(), terms.log_px_z.detach().sum()]
+    parts += [terms.kl.detach().sum(), torch.tensor(float(b))]
+    return torch.stack(parts).double().cpu()
 
 
 def _end_of_epoch(
@@ -325,8 +366,12 @@ def _end_of_epoch(
     history: list[dict[str, Any]],
     log: bool,
     t0: float,
+    last: bool,
 ) -> None:
-    """Rank 0 after each epoch: validation ELBO, optional cheap IW evaluation, grids, saved model, logs."""
+    """Rank 0 after each epoch: validation ELBO, optional cheap IW evaluation, grids, saved model, logs.
+
+    ``model`` is the one to evaluate and save: the EMA copy when train.ema_decay is on.
+    """
     tc = config.train
     binarize = config.data.binarize
     val_seed = derive_seed(config.data.split_seed, "val-binarize")
@@ -334,7 +379,7 @@ def _end_of_epoch(
     row.update(
         val_elbo=val["elbo"], val_neg_elbo=-val["elbo"], val_log_px_z=val["log_px_z"], val_kl=val["kl"]
     )
-    last = epoch == tc.epochs or bool(tc.max_steps and step >= tc.max_steps)
+    row.update(posterior_health(model, val_set, images=tc.eval_images, binarize=binarize, seed=val_seed))
     if tc.eval_every and (last or epoch % tc.eval_every == 0):
         row.update(
             quick_evaluate(
@@ -359,7 +404,8 @@ def _end_of_epoch(
     if log:
         tqdm.write(
             f"epoch {epoch}/{tc.epochs}  train -ELBO {-row['train_elbo']:.2f}  val -ELBO {-val['elbo']:.2f}  "
-            f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  ({row['train_seconds']:.1f}s, "
+            f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  active {row.get('val_active_units', '?')}  "
+            f"skipped {row['skipped_updates']}  ({row['train_seconds']:.1f}s, "
             f"{row['images_per_s']:.0f} img/s)",
             file=sys.stderr,
         )

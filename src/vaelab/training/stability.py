@@ -1,0 +1,102 @@
+"""The update guard: gradient-norm clipping, skipping of exploding or non-finite updates, and the
+check that keeps poisoned weights out of checkpoints and saved models.
+
+Why: a VAE's loss has rare spikes -- a batch whose posterior variance or likelihood scale hits an
+extreme gives a gradient many orders of magnitude above the usual one -- and one such update can
+throw the weights somewhere training never recovers from, or fill them with NaN. VDVAE
+(Child 2021, ``train.py``: ``grad_clip`` and ``skip_threshold``) clips every gradient and skips the
+update when the norm is still extreme or any rank saw a NaN, and counts the skips; we do the same,
+with every decision shared by all ranks so DDP replicas never drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+
+from vaelab.training import distributed as D
+from vaelab.training.config import TrainConfig
+
+
+class PoisonedWeightsError(RuntimeError):
+    """Weights hold NaN or infinity: refusing to write them (the previous checkpoint stays intact)."""
+
+
+class UpdateGuard:
+    """Decides, after ``backward``, whether this step's update is applied, and keeps the epoch's counts.
+
+    Counters (reset each epoch, saved in mid-epoch checkpoints): ``skipped_nonfinite``,
+    ``skipped_large`` (norm above ``skip_threshold``), ``clipped`` (applied updates whose gradient was
+    rescaled to ``grad_clip``), and the sum, count and maximum of the finite gradient norms.
+    """
+
+    FIELDS = ("skipped_nonfinite", "skipped_large", "clipped", "norm_count", "norm_sum", "norm_max")
+
+    def __init__(self, tc: TrainConfig, params: Iterable[nn.Parameter]) -> None:
+        self.grad_clip = tc.grad_clip
+        self.skip_threshold = tc.skip_threshold
+        self.skip_nonfinite = tc.skip_nonfinite
+        self.params = [p for p in params if p.requires_grad]
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts = dict.fromkeys(self.FIELDS, 0.0)
+
+    def state(self) -> list[float]:
+        return [self.counts[k] for k in self.FIELDS]
+
+    def load_state(self, values: list[float]) -> None:
+        self.counts = dict(zip(self.FIELDS, (float(v) for v in values), strict=True))
+
+    def allow(self, loss: torch.Tensor, ctx: D.DistContext) -> bool:
+        """True to apply the update. Clips the gradients in place when the update goes ahead.
+
+        Collective under torchrun: every rank calls it after ``backward`` and gets the same answer.
+        """
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = float(get_total_norm(grads)) if grads else 0.0
+        bad = not (math.isfinite(norm) and bool(torch.isfinite(loss.detach()).all()))
+        if self.skip_nonfinite and D.any_rank(bad, ctx):
+            self.counts["skipped_nonfinite"] += 1
+            return False
+        if not bad:
+            self.counts["norm_count"] += 1
+            self.counts["norm_sum"] += norm
+            self.counts["norm_max"] = max(self.counts["norm_max"], norm)
+        if self.skip_threshold and D.any_rank(norm > self.skip_threshold, ctx):
+            self.counts["skipped_large"] += 1
+            return False
+        if self.grad_clip and norm > self.grad_clip:
+            clip_grads_with_norm_(self.params, self.grad_clip, torch.tensor(norm))
+            self.counts["clipped"] += 1
+        return True
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The epoch's metrics.jsonl fields."""
+        c = self.counts
+        n = int(c["norm_count"])
+        return {
+            "skipped_updates": int(c["skipped_nonfinite"] + c["skipped_large"]),
+            "skipped_nonfinite": int(c["skipped_nonfinite"]),
+            "skipped_large_grad": int(c["skipped_large"]),
+            "clipped_updates": int(c["clipped"]),
+            "grad_norm_mean": c["norm_sum"] / n if n else None,
+            "grad_norm_max": c["norm_max"] if n else None,
+        }
+
+
+def check_finite(modules: dict[str, nn.Module | None], what: str) -> None:
+    """Raise ``PoisonedWeightsError`` naming the first non-finite tensor of any module (None: skipped)."""
+    for label, module in modules.items():
+        if module is None:
+            continue
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise PoisonedWeightsError(
+                    f"refusing to write {what}: {label} tensor {name!r} holds NaN or infinity (the previous "
+                    "one is intact). Keep train.skip_nonfinite on, or lower train.lr / set train.grad_clip."
+                )
