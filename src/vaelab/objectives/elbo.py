@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,11 @@ class ELBO:
 
     def __init__(self, config: ELBOConfig | None = None) -> None:
         self.config = config or ELBOConfig()
+
+    @property
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Extra arguments the training loop passes to the model's forward (none for the ELBO)."""
+        return {}
 
     def __call__(self, out: VAEOutput) -> LossTerms:
         bound = out.log_px_z - self.config.beta * out.kl

@@ -144,7 +144,7 @@ def train(
 
     def compute_terms(x: torch.Tensor) -> LossTerms:
         with autocast:
-            return objective(net(x))
+            return objective(net(x, **objective.forward_kwargs))
 
     step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
 
