@@ -1,6 +1,12 @@
+from pathlib import Path
+
 import pytest
+import torch
 
 from vaelab.config import ConfigError, dump_config, load_config
+from vaelab.models import VAE
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_classic_vae():
@@ -16,11 +22,25 @@ def test_seed_config_reproduces_the_article():
     assert cfg.train.epochs == 100 and cfg.data.name == "mnist"
 
 
-@pytest.mark.parametrize("path", ["configs/seed.yaml", "configs/conv.yaml", "configs/folder-rgb.yaml"])
-def test_shipped_configs_validate_and_round_trip(path, tmp_path):
-    cfg = load_config(path)
+SHIPPED = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml"))
+
+
+def test_the_recommended_configs_ship():
+    assert {"configs/mnist-hour.yaml", "configs/mnist-long.yaml", "configs/mnist-8bit.yaml"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_shipped_configs_validate_round_trip_and_build(path, tmp_path):
+    cfg = load_config(REPO / path)
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
     assert load_config(tmp_path / "c.yaml") == cfg
+    # the model builds and runs on two images of the dataset's shape (MNIST 28x28, or the folder size)
+    side = cfg.data.image_size if cfg.data.name == "folder" else 28
+    channels = cfg.data.channels if cfg.data.name == "folder" else 1
+    model = VAE(cfg.model.model_copy(update={"image_shape": (channels, side, side)}))
+    x = torch.round(torch.rand(2, channels, side, side) * 255) / 255
+    out = model(x)
+    assert torch.isfinite(out.elbo).all() and out.kl_layers.shape == (2, model.num_stochastic_layers)
 
 
 def test_bad_value_names_field_and_allowed_values():
@@ -32,6 +52,12 @@ def test_bad_value_names_field_and_allowed_values():
     assert "model.likelihood" in str(exc.value) and "bernoulli" in str(exc.value)
     with pytest.raises(ConfigError, match=r"data.binarize.*'none', 'dynamic' or 'static'"):
         load_config(overrides=["data.binarize=yes"])
+
+
+def test_kl_annealing_is_refused_for_the_iwae_bound():
+    with pytest.raises(ConfigError, match=r"train.kl_anneal.*IWAE"):
+        load_config(overrides=["objective.name=iwae", "train.kl_anneal=linear", "train.kl_anneal_steps=10"])
+    assert load_config(overrides=["objective.name=iwae"]).objective.name == "iwae"
 
 
 def test_unknown_key_is_an_error(tmp_path):

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vaelab.data.config import DataConfig
 from vaelab.models.config import ModelConfig
-from vaelab.objectives import ObjectiveConfig
+from vaelab.objectives import ELBOConfig, ObjectiveConfig
 from vaelab.training.config import TrainConfig
 
 
@@ -29,8 +29,17 @@ class RunConfig(BaseModel):
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = Field(default_factory=ELBOConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _annealing_needs_a_kl_term(self) -> RunConfig:
+        if self.objective.name == "iwae" and self.train.kl_anneal != "none":
+            raise ValueError(
+                "train.kl_anneal weights the ELBO's KL term, which the IWAE bound does not have: "
+                "set train.kl_anneal=none or objective.name=elbo"
+            )
+        return self
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:

@@ -67,6 +67,7 @@ class Poisoned:
 
     def __init__(self, inner, at, factor):
         self.inner, self.at, self.factor, self.calls = inner, at, factor, 0
+        self.forward_kwargs = inner.forward_kwargs
 
     def __call__(self, out, kl_weight=1.0):
         terms = self.inner(out, kl_weight)

@@ -26,7 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
     p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--temperature", type=float, default=1.0, help="prior std scale; <1 gives safer samples")
+    p.add_argument(
+        "--temperature",
+        type=temperatures,
+        default=[1.0],
+        metavar="T[,T...]",
+        help="prior std scale, >= 0 (<1: safer samples, 0: the mean); one number, or one per stochastic "
+        "layer of a hierarchical model, top first, comma-separated (e.g. 1,0.8,0.6)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the latents (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the images")
     p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the images")
@@ -49,6 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_reconstruct)
 
 
+def temperatures(text: str) -> list[float]:
+    """``--temperature`` value: "0.8" or "1,0.8,0.6" -> a list of non-negative numbers."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if any(not (v >= 0 and v != float("inf")) for v in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be finite and >= 0, got {text!r}")
+    return values
+
+
 def run_sample(args: argparse.Namespace) -> int:
     from vaelab.generation import sample, save_samples_npz
     from vaelab.io.images import save_grid
@@ -56,7 +74,8 @@ def run_sample(args: argparse.Namespace) -> int:
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out must name a .npz file, got {args.out}")
     model = load_model(args)
-    images = sample(model, args.n, temperature=args.temperature, seed=args.seed)
+    temp = args.temperature[0] if len(args.temperature) == 1 else args.temperature
+    images = sample(model, args.n, temperature=temp, seed=args.seed)
     save_samples_npz(args.out, images)
     print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
     if args.grid:

@@ -97,26 +97,17 @@ def iw_log_likelihood_batch(
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
     b = x.shape[0]
-    c, h, w = model.image_shape
-    per_image = model.likelihood.params_per_channel * c * h * w
-    chunk = max(1, min(iw_samples, max_elements // max(1, b * per_image)))
+    chunk = max(1, min(iw_samples, max_elements // max(1, b * model.elements_per_sample())))
     stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
-    posterior = model.encode(x)
-    prior = model.prior()
-    # The images repeated once per sample of a full chunk, built once per batch and sliced for a short
-    # last chunk: p(x|z) of the likelihood part is then evaluated exactly as in training.
-    x_rep = x.repeat(chunk, 1, 1, 1)
     running = torch.full((b,), -math.inf, dtype=torch.float64, device=x.device)
     out: dict[int, torch.Tensor] = {}
     done = 0
     for stop in stops:
         while done < stop:
             k = min(chunk, stop - done)
-            z = posterior.sample((k,))  # (k, B, D)
-            log_q = posterior.log_prob(z)
-            log_pz = prior.log_prob(z)
-            log_px_z = model.px_z(z.reshape(k * b, -1)).log_prob(x_rep[: k * b]).view(k, b)
-            log_w = (log_px_z + log_pz - log_q).double()
+            # The model's one importance-weight hook (also behind the IWAE objective): (k, B) values of
+            # log p(x, z) - log q(z|x), over every stochastic layer of a hierarchical model.
+            log_w = model.log_importance_weights(x, k).double()
             running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
             done += k
         out[stop] = (running - math.log(stop)).cpu()
@@ -125,9 +116,7 @@ def iw_log_likelihood_batch(
 
 def image_batch_size(model: VAE, max_elements: int, batch_size: int) -> int:
     """Images per batch so that one sample per image still fits the element budget."""
-    c, h, w = model.image_shape
-    per_image = model.likelihood.params_per_channel * c * h * w
-    return max(1, min(batch_size, max_elements // per_image))
+    return max(1, min(batch_size, max_elements // model.elements_per_sample()))
 
 
 def evaluate_log_likelihood(

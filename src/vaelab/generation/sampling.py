@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -13,21 +15,26 @@ def sample(
     model: VAE,
     n: int,
     *,
-    temperature: float = 1.0,
+    temperature: float | Sequence[float] = 1.0,
     seed: int | None = None,
     batch_size: int = 1024,
 ) -> torch.Tensor:
     """``n`` images in [0, 1], shape (n, C, H, W): z ~ p(z) with std scaled by ``temperature``, decoded.
 
-    The same ``seed`` gives the same images on the same machine, whatever ``batch_size`` is.
+    ``temperature`` is one number for every stochastic layer or a list with one per layer, top first
+    (``model.num_stochastic_layers`` of them); 0 takes the prior's mean, so the images are then the
+    deterministic mean path. The same ``seed`` gives the same images on the same machine, whatever
+    ``batch_size`` is.
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    temps = model.layer_temperatures(temperature)  # validates: one per layer, finite, >= 0
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    z = model.prior.sample(n, temperature, generator=gen)
-    out = [model.decode(z[i : i + batch_size]) for i in range(0, n, batch_size)]
+    if not model.hierarchical:
+        z = model.prior.sample(n, temps[0], generator=gen)
+        out = [model.decode(z[i : i + batch_size]) for i in range(0, n, batch_size)]
+    else:  # lower layers draw their noise batch by batch from the same generator
+        out = [model.sample(min(batch_size, n - i), temps, generator=gen) for i in range(0, n, batch_size)]
     return torch.cat(out).cpu()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal["relu", "gelu", "silu", "elu", "tanh"]
 
@@ -38,6 +38,17 @@ class ConvEncoderConfig(PartConfig):
     activation: Activation = "relu"
 
 
+class ResNetEncoderConfig(PartConfig):
+    """Residual convolutional encoder (VDVAE-style blocks): one stage per resolution, full resolution
+    first; each later stage halves the side with a stride-2 convolution. Image sides must be divisible
+    by 2 ** (len(channels) - 1). Exposes its per-resolution features to a hierarchical decoder."""
+
+    name: Literal["resnet"] = "resnet"
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(32, 64, 64), min_length=1)
+    blocks_per_stage: int = Field(default=1, ge=1)
+    activation: Activation = "silu"
+
+
 # --- decoders --------------------------------------------------------------------------------------
 class MLPDecoderConfig(PartConfig):
     """Fully connected decoder: latent -> hidden layers -> likelihood parameters per pixel."""
@@ -54,6 +65,45 @@ class ConvDecoderConfig(PartConfig):
     channels: tuple[Annotated[int, Field(ge=1)], ...] = (128, 64, 32)
     hidden_dim: int = Field(default=256, ge=1)
     activation: Activation = "relu"
+
+
+class ResNetDecoderConfig(PartConfig):
+    """Residual convolutional decoder: linear layer -> stages of residual blocks, lowest resolution
+    first, each later stage doubling the side (nearest upsampling + 3x3 convolution)."""
+
+    name: Literal["resnet"] = "resnet"
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
+    blocks_per_stage: int = Field(default=1, ge=1)
+    activation: Activation = "silu"
+
+
+class LadderDecoderConfig(PartConfig):
+    """Hierarchical top-down decoder (LVAE / NVAE / VDVAE): the ResNet decoder's stages with
+    ``latent_layers[i]`` extra stochastic layers in stage i (lowest resolution first), each a
+    ``latent_channels`` x side x side Gaussian map with a learned conditional prior p(z_l | z_>l) and a
+    posterior q(z_l | z_>l, x) that also reads the encoder's features at that resolution. The model has
+    1 + sum(latent_layers) stochastic layers: the top one is the VAE's ``latent_dim`` vector."""
+
+    name: Literal["ladder"] = "ladder"
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
+    blocks_per_stage: int = Field(default=1, ge=1)
+    latent_layers: tuple[Annotated[int, Field(ge=0)], ...] = (2, 1, 0)
+    latent_channels: int = Field(default=4, ge=1)
+    activation: Activation = "silu"
+    # Log-variances of the layer Gaussians are clamped to this range (exp(logvar) stays finite).
+    logvar_min: float = -16.0
+    logvar_max: float = 8.0
+
+    @model_validator(mode="after")
+    def _layers_match_stages(self) -> LadderDecoderConfig:
+        if len(self.latent_layers) != len(self.channels):
+            raise ValueError(
+                f"latent_layers has {len(self.latent_layers)} entries but channels has "
+                f"{len(self.channels)} stages: give one count of stochastic layers per stage"
+            )
+        if sum(self.latent_layers) < 1:
+            raise ValueError("latent_layers must add at least one stochastic layer below the top one")
+        return self
 
 
 # --- latent distribution q(z|x) ----------------------------------------------------------------------
@@ -74,6 +124,13 @@ class StandardNormalPriorConfig(PartConfig):
     name: Literal["standard_normal"] = "standard_normal"
 
 
+class VampPriorConfig(PartConfig):
+    """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k) over K learned pseudo-images."""
+
+    name: Literal["vamp"] = "vamp"
+    components: int = Field(default=100, ge=1)
+
+
 # --- likelihood p(x|z) -----------------------------------------------------------------------------
 class BernoulliLikelihoodConfig(PartConfig):
     """Bernoulli per pixel, parameterised by logits (binary or [0,1] pixels)."""
@@ -91,12 +148,28 @@ class GaussianLikelihoodConfig(PartConfig):
     min_log_scale: float = -7.0
 
 
-EncoderConfig = Annotated[MLPEncoderConfig | ConvEncoderConfig, Field(discriminator="name")]
-DecoderConfig = Annotated[MLPDecoderConfig | ConvDecoderConfig, Field(discriminator="name")]
+class LogisticMixtureLikelihoodConfig(PartConfig):
+    """Discretised logistic mixture over 8-bit pixels (PixelCNN++, Salimans et al. 2017), one mixture of
+    ``components`` logistics per pixel and channel; a normalised distribution over the 256 levels."""
+
+    name: Literal["logistic_mixture"] = "logistic_mixture"
+    components: int = Field(default=5, ge=1)
+    # Floor on each logistic's log-scale (PixelCNN++ uses -7): a component cannot shrink onto one level.
+    min_log_scale: float = -7.0
+
+
+EncoderConfig = Annotated[
+    MLPEncoderConfig | ConvEncoderConfig | ResNetEncoderConfig, Field(discriminator="name")
+]
+DecoderConfig = Annotated[
+    MLPDecoderConfig | ConvDecoderConfig | ResNetDecoderConfig | LadderDecoderConfig,
+    Field(discriminator="name"),
+]
 PosteriorConfig = Annotated[GaussianPosteriorConfig, Field(discriminator="name")]
-PriorConfig = Annotated[StandardNormalPriorConfig, Field(discriminator="name")]
+PriorConfig = Annotated[StandardNormalPriorConfig | VampPriorConfig, Field(discriminator="name")]
 LikelihoodConfig = Annotated[
-    BernoulliLikelihoodConfig | GaussianLikelihoodConfig, Field(discriminator="name")
+    BernoulliLikelihoodConfig | GaussianLikelihoodConfig | LogisticMixtureLikelihoodConfig,
+    Field(discriminator="name"),
 ]
 
 

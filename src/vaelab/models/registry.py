@@ -10,12 +10,26 @@ from torch import nn
 
 from vaelab.models.parts.decoders import ConvDecoder, MLPDecoder
 from vaelab.models.parts.encoders import ConvEncoder, MLPEncoder
+from vaelab.models.parts.ladder import LadderDecoder
 from vaelab.models.parts.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vaelab.models.parts.logistic import LogisticMixtureLikelihood
 from vaelab.models.parts.posteriors import GaussianPosterior
-from vaelab.models.parts.priors import StandardNormalPrior
+from vaelab.models.parts.priors import StandardNormalPrior, VampPrior
+from vaelab.models.parts.resnet import ResNetDecoder, ResNetEncoder
 
-ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder}
-DECODERS: dict[str, type[nn.Module]] = {"mlp": MLPDecoder, "conv": ConvDecoder}
+ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder, "resnet": ResNetEncoder}
+# A decoder class with ``hierarchical = True`` holds stochastic layers of its own: it is built with the
+# encoder's ``feature_channels`` and driven through ``top_down`` (see VAE).
+DECODERS: dict[str, type[nn.Module]] = {
+    "mlp": MLPDecoder,
+    "conv": ConvDecoder,
+    "resnet": ResNetDecoder,
+    "ladder": LadderDecoder,
+}
 POSTERIORS: dict[str, type[nn.Module]] = {"gaussian": GaussianPosterior}
-PRIORS: dict[str, type[nn.Module]] = {"standard_normal": StandardNormalPrior}
-LIKELIHOODS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
+PRIORS: dict[str, type[nn.Module]] = {"standard_normal": StandardNormalPrior, "vamp": VampPrior}
+LIKELIHOODS: dict[str, type[nn.Module]] = {
+    "bernoulli": BernoulliLikelihood,
+    "gaussian": GaussianLikelihood,
+    "logistic_mixture": LogisticMixtureLikelihood,
+}

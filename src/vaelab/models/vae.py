@@ -2,12 +2,19 @@
 
 p(x) = ∫ p(x|z) p(z) dz; the encoder gives q(z|x); ``forward`` draws z with the reparameterisation
 trick and returns the per-image terms of the ELBO, E_q[log p(x|z)] - KL(q(z|x) || p(z)), in nats.
+
+A hierarchical decoder part (``hierarchical = True``, e.g. ``ladder``) adds stochastic layers below the
+top latent z_1: the VAE then hands it the encoder's multi-scale features, and the KL splits into one
+term per layer (``VAEOutput.kl_layers``). ``log_importance_weights`` is the one hook every
+importance-weighted quantity uses (the IW log-likelihood in evaluation, the IWAE objective).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +49,15 @@ class VAEOutput:
     px_params: torch.Tensor
     log_px_z: torch.Tensor  # (B,) reconstruction term log p(x|z), nats
     kl: torch.Tensor  # (B,) KL(q(z|x) || p(z)), nats (analytic when torch.distributions has it)
-    # (B, G) the KL split into G parts that sum to ``kl`` (one per latent dimension for factorised q
-    # and p), for per-group objectives such as free bits; None where the KL does not split.
+    # (B, G) the KL split into G parts that sum to ``kl``, for per-group objectives such as free bits:
+    # one per latent dimension for a single-latent model with factorised q and p, one per stochastic
+    # layer for a hierarchical model; None where the KL does not split (e.g. a VampPrior).
     kl_groups: torch.Tensor | None = None
+    # (B, L) KL of each stochastic layer, top first; sums to ``kl``. L = 1 for a single-latent model.
+    kl_layers: torch.Tensor | None = None
+    # (k, B) log p(x, z_k) - log q(z_k|x) when the forward pass drew k importance samples (IWAE);
+    # log_px_z and kl are then the averages over the k samples (a k-sample ELBO estimate).
+    log_weights: torch.Tensor | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -64,10 +77,24 @@ class VAE(nn.Module):
         d = config.latent_dim
         self.likelihood = LIKELIHOODS[config.likelihood.name](config.likelihood)
         self.posterior = POSTERIORS[config.posterior.name](config.posterior, d)
-        self.prior = PRIORS[config.prior.name](config.prior, d)
+        self.prior = PRIORS[config.prior.name](config.prior, d, shape)
         self.encoder = ENCODERS[config.encoder.name](config.encoder, shape, self.posterior.param_dim)
         out_shape = (shape[0] * self.likelihood.params_per_channel, shape[1], shape[2])
-        self.decoder = DECODERS[config.decoder.name](config.decoder, d, out_shape)
+        decoder_cls = DECODERS[config.decoder.name]
+        self.hierarchical = bool(getattr(decoder_cls, "hierarchical", False))
+        if self.hierarchical:
+            features = getattr(self.encoder, "feature_channels", None)
+            if features is None:
+                raise ValueError(
+                    f"decoder {config.decoder.name!r} is hierarchical: its posteriors read the encoder's "
+                    f"multi-scale features, which encoder {config.encoder.name!r} does not expose; "
+                    "use encoder name 'resnet'"
+                )
+            self.decoder = decoder_cls(config.decoder, d, out_shape, features)
+        else:
+            self.decoder = decoder_cls(config.decoder, d, out_shape)
+        if hasattr(self.prior, "bind"):  # a learned prior built from q(z|x) (VampPrior)
+            self.prior.bind(self.encode)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -97,6 +124,19 @@ class VAE(nn.Module):
         """The expected image in [0, 1] for each latent (B, latent_dim) -> (B, C, H, W)."""
         return self.likelihood.mean(self.decoder(z).float())
 
+    @property
+    def num_stochastic_layers(self) -> int:
+        """1 for a single-latent VAE; 1 + the decoder's stochastic layers for a hierarchical one."""
+        return 1 + (self.decoder.num_latent_layers if self.hierarchical else 0)
+
+    def elements_per_sample(self) -> int:
+        """Largest activation (numbers per image) one latent sample costs the decoder: the budget
+        unit of chunked importance sampling."""
+        c, h, w = self.image_shape
+        return max(
+            self.likelihood.params_per_channel * c * h * w, getattr(self.decoder, "activation_elements", 0)
+        )
+
     def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per image: closed form where torch.distributions registers one,
         else the single-sample Monte-Carlo estimate log q(z|x) - log p(z) at the drawn z."""
@@ -119,28 +159,126 @@ class VAE(nn.Module):
         except NotImplementedError:
             return None
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
-        """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode."""
-        posterior = self.encode(x)
+    def _encode_features(self, x: torch.Tensor) -> tuple[Distribution, dict[int, torch.Tensor] | None]:
+        """q(z_1|x) and, for a hierarchical decoder, the encoder's features by side."""
+        if not self.hierarchical:
+            return self.encode(x), None
+        params, features = self.encoder.forward_features(x)
+        return self.posterior(params.float()), features
+
+    def forward(self, x: torch.Tensor, iw_samples: int | None = None) -> VAEOutput:
+        """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode.
+
+        ``iw_samples`` = k draws k samples per image and fills ``log_weights`` (k, B) for the IWAE
+        objective (through ``forward`` so that DDP and torch.compile see the whole pass); the KL terms
+        are then single-sample Monte Carlo estimates, as the importance weights need.
+        """
+        if iw_samples is not None:
+            if iw_samples < 1:
+                raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
+            log_px_z, kl_layers, z, posterior = self._iw_terms(x, iw_samples)
+            kl_mean = kl_layers.mean(0)
+            return VAEOutput(
+                posterior,
+                z[0],
+                torch.empty(0),
+                log_px_z.mean(0),
+                kl_mean.sum(-1),
+                kl_layers=kl_mean,
+                log_weights=log_px_z - kl_layers.sum(-1),
+            )
+        posterior, features = self._encode_features(x)
         z = posterior.rsample()
-        px_params = self.decoder(z).float()
-        log_px_z = self.likelihood(px_params).log_prob(x)
+        kl_dims = None if self.hierarchical else self.kl_per_dim(posterior)
         # Summing the per-dimension KL is exactly what kl_divergence of the Independent pair does.
-        kl_dims = self.kl_per_dim(posterior)
-        kl = kl_dims.sum(-1) if kl_dims is not None else self.kl(posterior, z)
-        return VAEOutput(posterior, z, px_params, log_px_z, kl, kl_dims)
+        kl_top = kl_dims.sum(-1) if kl_dims is not None else self.kl(posterior, z)
+        if self.hierarchical:
+            td = self.decoder.top_down(z, features)
+            px_params = td.params.float()
+            kl_layers = torch.cat([kl_top[:, None], td.kl], dim=1)
+        else:
+            px_params = self.decoder(z).float()
+            kl_layers = kl_top[:, None]
+        log_px_z = self.likelihood(px_params).log_prob(x)
+        groups = kl_layers if self.hierarchical else kl_dims
+        return VAEOutput(
+            posterior, z, px_params, log_px_z, kl_layers.sum(1), kl_groups=groups, kl_layers=kl_layers
+        )
+
+    def _iw_terms(
+        self, x: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Distribution]:
+        """k reparameterised samples per image: log p(x|z) (k, B), the per-layer single-sample
+        log q - log p (k, B, L), the top latents (k, B, D) and q(z_1|x)."""
+        b = x.shape[0]
+        posterior, features = self._encode_features(x)
+        z = posterior.rsample((k,))  # (k, B, D)
+        ratios = [(posterior.log_prob(z) - self.prior().log_prob(z))[..., None]]
+        flat = z.reshape(k * b, -1)
+        if self.hierarchical:
+            assert features is not None
+            rep = {side: f.repeat(k, 1, 1, 1) for side, f in features.items()}
+            td = self.decoder.top_down(flat, rep)
+            params = td.params.float()
+            ratios.append(td.log_ratio.view(k, b, -1))
+        else:
+            params = self.decoder(flat).float()
+        log_px_z = self.likelihood(params).log_prob(x.repeat(k, 1, 1, 1)).view(k, b)
+        return log_px_z, torch.cat(ratios, dim=-1), z, posterior
+
+    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """log p(x, z_k) - log q(z_k|x) for k samples z_k ~ q(z|x) per image: shape (k, B), nats.
+
+        For a hierarchical model z_k is the whole stack (z_1, ..., z_L) and both densities factorise
+        over the layers. log (1/k) sum exp(.) over dim 0 is the IWAE bound (Burda et al. 2015).
+        """
+        if k < 1:
+            raise ValueError(f"the number of importance samples must be >= 1; got {k}")
+        log_px_z, ratios, _, _ = self._iw_terms(x, k)
+        return log_px_z - ratios.sum(-1)
+
+    def layer_temperatures(self, temperature: float | Sequence[float]) -> list[float]:
+        """One temperature per stochastic layer (top first) from a number or a per-layer list."""
+        n = self.num_stochastic_layers
+        temps = (
+            [float(temperature)] * n
+            if isinstance(temperature, int | float)
+            else [float(t) for t in temperature]
+        )
+        if len(temps) != n:
+            raise ValueError(
+                f"this model has {n} stochastic layers: give 1 temperature or {n}, got {len(temps)}"
+            )
+        bad = [t for t in temps if not (math.isfinite(t) and t >= 0)]
+        if bad:
+            raise ValueError(f"temperatures must be finite and >= 0; got {bad}")
+        return temps
 
     @torch.no_grad()
     def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        temperature: float | Sequence[float] = 1.0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``n`` new images in [0, 1]: z from the prior (std scaled by ``temperature``), decoded."""
-        return self.decode(self.prior.sample(n, temperature, generator=generator))
+        """``n`` new images in [0, 1]: z from the prior, decoded. ``temperature`` scales the prior's
+        standard deviation (0: its mean), one number for every layer or a list with one per stochastic
+        layer, top first (hierarchical models: Vahdat & Kautz 2020 sample NVAE at T = 0.6-0.9)."""
+        temps = self.layer_temperatures(temperature)
+        z = self.prior.sample(n, temps[0], generator=generator)
+        if not self.hierarchical:
+            return self.decode(z)
+        params = self.decoder.top_down(z, temperatures=temps[1:], generator=generator).params
+        return self.likelihood.mean(params.float())
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decode the posterior mean of each image: the model's reconstruction in [0, 1]."""
-        return self.decode(self.encode(x).mean)
+        """Decode the posterior mean of each image (every layer's, for a hierarchical model)."""
+        posterior, features = self._encode_features(x)
+        if not self.hierarchical:
+            return self.decode(posterior.mean)
+        params = self.decoder.top_down(posterior.mean, features, use_mean=True).params
+        return self.likelihood.mean(params.float())
 
     # --- saving and loading ----------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

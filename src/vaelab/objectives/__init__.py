@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+from pydantic import Field
+
 from vaelab.objectives.elbo import ELBO, ELBOConfig, LossTerms
+from vaelab.objectives.iwae import IWAE, IWAEConfig
 
-ObjectiveConfig = ELBOConfig
-OBJECTIVES = {"elbo": ELBO}
+ObjectiveConfig = Annotated[ELBOConfig | IWAEConfig, Field(discriminator="name")]
+OBJECTIVES: dict[str, Any] = {"elbo": ELBO, "iwae": IWAE}
 
 
-def build_objective(config: ObjectiveConfig) -> ELBO:
+def build_objective(config: ELBOConfig | IWAEConfig) -> ELBO | IWAE:
     """The objective named by ``config.name``, built from its config."""
     return OBJECTIVES[config.name](config)
 
 
-__all__ = ["ELBO", "OBJECTIVES", "ELBOConfig", "LossTerms", "ObjectiveConfig", "build_objective"]
+__all__ = [
+    "ELBO",
+    "IWAE",
+    "OBJECTIVES",
+    "ELBOConfig",
+    "IWAEConfig",
+    "LossTerms",
+    "ObjectiveConfig",
+    "build_objective",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +43,11 @@ class ELBO:
 
     def __init__(self, config: ELBOConfig | None = None) -> None:
         self.config = config or ELBOConfig()
+
+    @property
+    def forward_kwargs(self) -> dict[str, Any]:
+        """Extra arguments the training loop passes to the model's forward (none for the ELBO)."""
+        return {}
 
     def __call__(self, out: VAEOutput, kl_weight: float | torch.Tensor = 1.0) -> LossTerms:
         """``kl_weight`` is the training loop's annealing factor in [0, 1] (KL warm-up or cyclical

@@ -158,7 +158,8 @@ def train(
 
     def compute_terms(x: torch.Tensor, beta: torch.Tensor) -> LossTerms:
         with autocast:
-            return objective(net(x), beta)  # beta: a tensor, so torch.compile does not recompile per value
+            # beta: a tensor, so torch.compile does not recompile per value
+            return objective(net(x, **objective.forward_kwargs), beta)
 
     step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
 

@@ -1,0 +1,146 @@
+"""Residual convolutional encoder and decoder parts (the blocks of VDVAE, Child 2021).
+
+The encoder walks stages from full resolution down (a stride-2 convolution between stages) and keeps
+each stage's output: a hierarchical decoder (``ladder``) reads those features to build its posteriors.
+The decoder walks the same sides back up. No normalisation layers: a batch statistic would make the
+K importance samples of one image depend on each other. Instead each residual branch's last
+convolution is scaled by sqrt(1 / total blocks) (VDVAE's init), so the sum of many residual branches
+starts near the identity and deep stacks train without exploding activations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vaelab.models.config import ResNetDecoderConfig, ResNetEncoderConfig
+from vaelab.models.parts.layers import activation
+
+
+def stage_sides(side: int, stages: int, what: str) -> list[int]:
+    """Sides of each stage, full resolution first: 28 with 3 stages -> [28, 14, 7].
+
+    The side must halve exactly at every stage (so the decoder can double its way back to the image
+    and the encoder's features line up with the decoder's), else a ValueError says what would work.
+    """
+    factor = 2 ** (stages - 1)
+    if side % factor:
+        raise ValueError(
+            f"{what}: an image side of {side} cannot be halved {stages - 1} times exactly "
+            f"({stages} stages need sides divisible by {factor}); use fewer stages "
+            "(shorter channels) or pad/crop the images"
+        )
+    return [side // 2**i for i in range(stages)]
+
+
+class ResBlock(nn.Module):
+    """x + conv3x3(act(conv3x3(act(x)))): a pre-activation residual block of constant width.
+
+    ``scale`` multiplies the last convolution's initial weights (VDVAE: sqrt(1 / number of blocks)),
+    so that N stacked blocks add up to an O(1) change at initialisation.
+    """
+
+    def __init__(self, width: int, act: str, scale: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            activation(act),
+            nn.Conv2d(width, width, 3, padding=1),
+            activation(act),
+            nn.Conv2d(width, width, 3, padding=1),
+        )
+        last = self.net[-1]
+        assert isinstance(last, nn.Conv2d)
+        with torch.no_grad():
+            last.weight.mul_(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+def res_stage(width: int, blocks: int, act: str, scale: float) -> nn.Sequential:
+    """``blocks`` residual blocks of one width."""
+    return nn.Sequential(*[ResBlock(width, act, scale) for _ in range(blocks)])
+
+
+class Upsample(nn.Module):
+    """Double the side (nearest neighbour, no checkerboard artefacts) and change width with a 3x3 conv."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class ResNetEncoder(nn.Module):
+    """Stem conv -> [residual stage, stride-2 conv] per resolution -> linear layer -> posterior params.
+
+    ``feature_channels`` maps each stage's side to its width; ``forward_features`` returns those
+    features (lowest resolution first) beside the posterior parameters.
+    """
+
+    def __init__(
+        self, config: ResNetEncoderConfig, image_shape: tuple[int, int, int], out_features: int
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        n = len(config.channels)
+        self.sides = stage_sides(h, n, "resnet encoder")
+        stage_sides(w, n, "resnet encoder")
+        scale = math.sqrt(1.0 / (n * config.blocks_per_stage))
+        self.stem = nn.Conv2d(c, config.channels[0], 3, padding=1)
+        self.stages = nn.ModuleList(
+            [res_stage(ch, config.blocks_per_stage, config.activation, scale) for ch in config.channels]
+        )
+        self.downs = nn.ModuleList(
+            [
+                nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+                for cin, cout in zip(config.channels[:-1], config.channels[1:], strict=True)
+            ]
+        )
+        self.feature_channels = {s: ch for s, ch in zip(self.sides, config.channels, strict=True)}
+        low = config.channels[-1] * self.sides[-1] * (w // 2 ** (n - 1))
+        self.head = nn.Sequential(activation(config.activation), nn.Flatten(1), nn.Linear(low, out_features))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(posterior parameters (B, out_features), {side: stage output (B, width, side, side')})."""
+        h = self.stem(x)
+        features: dict[int, torch.Tensor] = {}
+        for i, stage in enumerate(self.stages):
+            h = stage(h)
+            features[self.sides[i]] = h
+            if i < len(self.downs):
+                h = self.downs[i](h)
+        return self.head(h), features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+
+class ResNetDecoder(nn.Module):
+    """Linear layer -> [residual stage, upsample] per resolution, lowest first -> 3x3 conv to params."""
+
+    def __init__(self, config: ResNetDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        c, h, w = out_shape
+        n = len(config.channels)
+        hs, ws = stage_sides(h, n, "resnet decoder"), stage_sides(w, n, "resnet decoder")
+        self.start_shape = (config.channels[0], hs[-1], ws[-1])
+        scale = math.sqrt(1.0 / (n * config.blocks_per_stage))
+        self.head = nn.Linear(latent_dim, config.channels[0] * hs[-1] * ws[-1])
+        layers: list[nn.Module] = []
+        for i, ch in enumerate(config.channels):
+            layers.append(res_stage(ch, config.blocks_per_stage, config.activation, scale))
+            if i + 1 < n:
+                layers.append(Upsample(ch, config.channels[i + 1]))
+        layers += [activation(config.activation), nn.Conv2d(config.channels[-1], c, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+        self.activation_elements = max(
+            ch * hs[n - 1 - i] * ws[n - 1 - i] for i, ch in enumerate(config.channels)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.head(z).view(-1, *self.start_shape))
