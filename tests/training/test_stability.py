@@ -139,6 +139,7 @@ def poisoned(cfg):
         if calls[0] == 2 and dist.get_rank() == 1:  # a NaN on rank 1 only
             terms.loss = terms.loss * math.nan
         return terms
+    objective.forward_kwargs = inner.forward_kwargs
     return objective
 
 t.build_objective = poisoned
