@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vaelab.data.config import DataConfig
 from vaelab.models.config import ModelConfig
-from vaelab.objectives import ObjectiveConfig
+from vaelab.objectives import ELBOConfig, ObjectiveConfig
 from vaelab.training.config import TrainConfig
 
 
@@ -29,7 +29,7 @@ class RunConfig(BaseModel):
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = Field(default_factory=ELBOConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 

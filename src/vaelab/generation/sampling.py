@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
+from vaelab.generation.conditional import balanced_labels
 from vaelab.models.vae import VAE
+
+if TYPE_CHECKING:
+    from vaelab.generation.gmm_prior import GMMPrior
 
 
 @torch.no_grad()  # not inference_mode: callers may feed the results to autograd
@@ -16,26 +22,48 @@ def sample(
     temperature: float = 1.0,
     seed: int | None = None,
     batch_size: int = 1024,
+    labels: torch.Tensor | None = None,
+    prior: GMMPrior | None = None,
 ) -> torch.Tensor:
     """``n`` images in [0, 1], shape (n, C, H, W): z ~ p(z) with std scaled by ``temperature``, decoded.
 
-    The same ``seed`` gives the same images on the same machine, whatever ``batch_size`` is.
+    The same ``seed`` gives the same images on the same machine, whatever ``batch_size`` is. A
+    conditional model draws the classes ``labels`` (n,) asks for (default: all classes, balanced).
+    ``prior`` replaces the model's prior by a fitted one (the ex-post GMM of ``gmm_prior.py``).
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    z = model.prior.sample(n, temperature, generator=gen)
-    out = [model.decode(z[i : i + batch_size]) for i in range(0, n, batch_size)]
+    if prior is not None:
+        z = prior.sample(n, temperature=temperature, seed=seed).to(model.device)
+    else:
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = model.prior.sample(n, temperature, generator=gen)
+    if model.num_classes and labels is None:
+        labels = balanced_labels(n, list(range(model.num_classes)))
+    if labels is not None:
+        labels = torch.as_tensor(labels).to(model.device)
+        if len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} samples")
+    out = [
+        model.decode(z[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
+        for i in range(0, n, batch_size)
+    ]
     return torch.cat(out).cpu()
 
 
 @torch.no_grad()  # not inference_mode: callers may feed the results to autograd
-def reconstruct(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Reconstructions (posterior mean, decoded) of images in [0, 1], shape (N, C, H, W)."""
+def reconstruct(
+    model: VAE, images: torch.Tensor, batch_size: int = 1024, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Reconstructions (posterior mean, decoded) of images in [0, 1], shape (N, C, H, W); a conditional
+    model needs the images' ``labels``."""
     out = [
-        model.reconstruct(images[i : i + batch_size].to(model.device))
+        model.reconstruct(
+            images[i : i + batch_size].to(model.device),
+            None if labels is None else labels[i : i + batch_size].to(model.device),
+        )
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out).cpu()

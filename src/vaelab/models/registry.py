@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from vaelab.models.parts.conditioning import LabelConditioning
 from vaelab.models.parts.decoders import ConvDecoder, MLPDecoder
 from vaelab.models.parts.encoders import ConvEncoder, MLPEncoder
 from vaelab.models.parts.likelihoods import BernoulliLikelihood, GaussianLikelihood
@@ -19,3 +20,4 @@ DECODERS: dict[str, type[nn.Module]] = {"mlp": MLPDecoder, "conv": ConvDecoder}
 POSTERIORS: dict[str, type[nn.Module]] = {"gaussian": GaussianPosterior}
 PRIORS: dict[str, type[nn.Module]] = {"standard_normal": StandardNormalPrior}
 LIKELIHOODS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
+CONDITIONS: dict[str, type[nn.Module]] = {"label": LabelConditioning}

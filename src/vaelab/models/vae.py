@@ -21,7 +21,7 @@ from torch.distributions import Distribution, kl_divergence
 from vaelab import __version__
 from vaelab.io.atomic import atomic_write
 from vaelab.models.config import ModelConfig
-from vaelab.models.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
+from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -62,9 +62,16 @@ class VAE(nn.Module):
         self.likelihood = LIKELIHOODS[config.likelihood.name](config.likelihood)
         self.posterior = POSTERIORS[config.posterior.name](config.posterior, d)
         self.prior = PRIORS[config.prior.name](config.prior, d)
-        self.encoder = ENCODERS[config.encoder.name](config.encoder, shape, self.posterior.param_dim)
+        # A conditional VAE (config.condition) feeds the label to encoder and decoder (Sohn et al. 2015).
+        self.condition = (
+            CONDITIONS[config.condition.name](config.condition, shape) if config.condition else None
+        )
+        extra_c = self.condition.encoder_extra_channels if self.condition is not None else 0
+        extra_d = self.condition.decoder_extra_dims if self.condition is not None else 0
+        enc_shape = (shape[0] + extra_c, shape[1], shape[2])
+        self.encoder = ENCODERS[config.encoder.name](config.encoder, enc_shape, self.posterior.param_dim)
         out_shape = (shape[0] * self.likelihood.params_per_channel, shape[1], shape[2])
-        self.decoder = DECODERS[config.decoder.name](config.decoder, d, out_shape)
+        self.decoder = DECODERS[config.decoder.name](config.decoder, d + extra_d, out_shape)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -80,19 +87,39 @@ class VAE(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, x: torch.Tensor) -> Distribution:
-        """q(z|x) for a batch of images in [0, 1], shape (B, C, H, W)."""
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes a conditional VAE takes; None for an unconditional one."""
+        return self.condition.num_classes if self.condition is not None else None
+
+    def _conditioned(self, inputs: torch.Tensor, labels: torch.Tensor | None, where: str) -> torch.Tensor:
+        """``inputs`` with the label appended for the encoder or decoder (as is when unconditional)."""
+        if self.condition is None:
+            if labels is not None:
+                raise ValueError("this VAE is unconditional: it takes no class labels")
+            return inputs
+        labels = self.condition.check(labels)
+        if len(labels) != len(inputs):
+            raise ValueError(
+                f"got {len(labels)} labels for {len(inputs)} {'images' if where == 'encoder' else 'latents'}"
+            )
+        if where == "encoder":
+            return self.condition.encoder_input(inputs, labels)
+        return self.condition.decoder_input(inputs, labels)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
+        """q(z|x) (q(z|x, y) when conditional) for a batch of images in [0, 1], shape (B, C, H, W)."""
         # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods
         # lose too much in 8 bits of mantissa.
-        return self.posterior(self.encoder(x).float())
+        return self.posterior(self.encoder(self._conditioned(x, labels, "encoder")).float())
 
-    def px_z(self, z: torch.Tensor) -> Distribution:
-        """p(x|z): the likelihood's distribution over images for latents (B, latent_dim)."""
-        return self.likelihood(self.decoder(z).float())
+    def px_z(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
+        """p(x|z) (p(x|z, y) when conditional): the likelihood's distribution over images."""
+        return self.likelihood(self.decoder(self._conditioned(z, labels, "decoder")).float())
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The expected image in [0, 1] for each latent (B, latent_dim) -> (B, C, H, W)."""
-        return self.likelihood.mean(self.decoder(z).float())
+        return self.likelihood.mean(self.decoder(self._conditioned(z, labels, "decoder")).float())
 
     def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per image: closed form where torch.distributions registers one,
@@ -103,25 +130,31 @@ class VAE(nn.Module):
         except NotImplementedError:
             return posterior.log_prob(z) - prior.log_prob(z)
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
-        """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode."""
-        posterior = self.encode(x)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> VAEOutput:
+        """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode.
+        A conditional VAE needs ``labels`` (B,) int64, one class per image."""
+        posterior = self.encode(x, labels)
         z = posterior.rsample()
-        px_params = self.decoder(z).float()
+        px_params = self.decoder(self._conditioned(z, labels, "decoder")).float()
         log_px_z = self.likelihood(px_params).log_prob(x)
         return VAEOutput(posterior, z, px_params, log_px_z, self.kl(posterior, z))
 
     @torch.no_grad()
     def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``n`` new images in [0, 1]: z from the prior (std scaled by ``temperature``), decoded."""
-        return self.decode(self.prior.sample(n, temperature, generator=generator))
+        """``n`` new images in [0, 1]: z from the prior (std scaled by ``temperature``), decoded
+        (of the classes ``labels`` (n,) asks for, when conditional)."""
+        return self.decode(self.prior.sample(n, temperature, generator=generator), labels)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decode the posterior mean of each image: the model's reconstruction in [0, 1]."""
-        return self.decode(self.encode(x).mean)
+        return self.decode(self.encode(x, labels).mean, labels)
 
     # --- saving and loading ----------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
