@@ -69,3 +69,10 @@ def test_terms_per_image_add_up_to_the_monte_carlo_kl():
 def test_needs_the_dataset_size():
     with pytest.raises(ValueError, match="needs the training set's size"):
         build_objective(TCVAEConfig())
+
+
+def test_trainer_gives_the_objective_the_dataset_size(tiny_config, tmp_path):
+    from vaelab.training import train
+
+    result = train(tiny_config(1, "objective.name=tcvae"), tmp_path / "run", progress=False, log=False)
+    assert math.isfinite(result.history[-1]["train_loss"])
