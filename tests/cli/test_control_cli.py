@@ -109,3 +109,13 @@ def test_latent_tool_errors(runs, tmp_path, capsys):
     assert "--out must end in .png or .gif" in capsys.readouterr().err
     assert main(["interpolate", str(runs["plain"]), "--from", "9999", "--out", out + ".png"]) == 2
     assert "--from 9999 is out of range" in capsys.readouterr().err
+
+
+def test_evaluate_a_conditional_model(runs, tmp_path):
+    out = tmp_path / "report"
+    args = ["evaluate", str(runs["cond"]), "--iw-samples", "4", "--n-samples", "40", "--out", str(out)]
+    assert main([*args, "--no-progress", "--device", "cpu"]) == 0
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["log_likelihood"]["nll"] > 0 and report["sample_quality"]["available"]

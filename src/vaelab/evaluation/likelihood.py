@@ -87,12 +87,14 @@ def iw_log_likelihood_batch(
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     report_ks: tuple[int, ...] = (),
+    labels: torch.Tensor | None = None,
 ) -> dict[int, torch.Tensor]:
     """Importance-weighted log p(x) of each image in ``x`` (B, C, H, W); float64, nats.
 
     Returns {K': (B,) estimate} for ``iw_samples`` and every K' in ``report_ks`` (each uses the first
     K' of the same samples). Latents come from torch's global generator: seed it (or fork it) for
     repeatable numbers. At most ``max_elements`` decoder outputs (chunk x B x pixels) exist at once.
+    A conditional model needs the images' ``labels`` (B,): the estimate is then of log p(x|y).
     """
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
@@ -101,8 +103,9 @@ def iw_log_likelihood_batch(
     per_image = model.likelihood.params_per_channel * c * h * w
     chunk = max(1, min(iw_samples, max_elements // max(1, b * per_image)))
     stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
-    posterior = model.encode(x)
+    posterior = model.encode(x, labels)
     prior = model.prior()
+    y_rep = labels.repeat(chunk) if labels is not None else None
     # The images repeated once per sample of a full chunk, built once per batch and sliced for a short
     # last chunk: p(x|z) of the likelihood part is then evaluated exactly as in training.
     x_rep = x.repeat(chunk, 1, 1, 1)
@@ -115,7 +118,8 @@ def iw_log_likelihood_batch(
             z = posterior.sample((k,))  # (k, B, D)
             log_q = posterior.log_prob(z)
             log_pz = prior.log_prob(z)
-            log_px_z = model.px_z(z.reshape(k * b, -1)).log_prob(x_rep[: k * b]).view(k, b)
+            y = y_rep[: k * b] if y_rep is not None else None
+            log_px_z = model.px_z(z.reshape(k * b, -1), y).log_prob(x_rep[: k * b]).view(k, b)
             log_w = (log_px_z + log_pz - log_q).double()
             running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
             done += k
@@ -165,9 +169,12 @@ def evaluate_log_likelihood(
         ) as bar,
     ):
         torch.manual_seed(seed)
-        for images, _ in batches(dataset, bsz, shuffle=False):
+        for images, labels in batches(dataset, bsz, shuffle=False):
             x = to_float(images.to(device), "none")
-            est = iw_log_likelihood_batch(model, x, iw_samples, max_elements=max_elements, report_ks=ks)
+            y = labels.to(device) if model.num_classes and labels is not None else None
+            est = iw_log_likelihood_batch(
+                model, x, iw_samples, max_elements=max_elements, report_ks=ks, labels=y
+            )
             for k in ks:
                 parts[k].append(est[k])
             bar.update(images.shape[0])

@@ -178,6 +178,8 @@ def _disentanglement_section(model: VAE, dataset: ImageDataset) -> dict[str, Any
     """MIG of the posterior means over the whole split, for datasets with known factors (dsprites)."""
     if dataset.factors is None:
         return {"available": False, "reason": f"dataset {dataset.name!r} records no generative factors"}
+    if model.num_classes:
+        return {"available": False, "reason": "MIG is measured for unconditional models"}
     from vaelab.evaluation.disentanglement import mutual_information_gap
     from vaelab.generation.latent import encode_mean
 
