@@ -158,6 +158,8 @@ def mig(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             result = train(config, Path(tmp) / "run", progress=False, log=False)
+            if args.save:
+                shutil.copytree(Path(tmp) / "run", Path(args.save) / name, dirs_exist_ok=True)
         from vaelab.generation import encode_mean
 
         z = encode_mean(result.model, to_float(test.images))
@@ -198,6 +200,7 @@ def main() -> None:
     m.add_argument("--beta", type=float, default=6.0)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--objective", choices=["both", "vae", "beta_tcvae"], default="both")
+    m.add_argument("--save", metavar="DIR", help="keep the trained runs under DIR/vae, DIR/beta_tcvae")
     args = parser.parse_args()
     torch.manual_seed(0)
     result = {"conditional": conditional, "gmm": gmm, "mig": mig}[args.part](args)
