@@ -16,7 +16,9 @@ def test_seed_config_reproduces_the_article():
     assert cfg.train.epochs == 100 and cfg.data.name == "mnist"
 
 
-@pytest.mark.parametrize("path", ["configs/seed.yaml", "configs/conv.yaml", "configs/folder-rgb.yaml"])
+@pytest.mark.parametrize(
+    "path", ["configs/seed.yaml", "configs/conv.yaml", "configs/folder-rgb.yaml", "configs/cvae.yaml"]
+)
 def test_shipped_configs_validate_and_round_trip(path, tmp_path):
     cfg = load_config(path)
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
