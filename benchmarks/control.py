@@ -5,7 +5,7 @@ on 2 CPU cores):
 
     python benchmarks/control.py conditional [--epochs 20]       # per-class accuracy of conditional samples
     python benchmarks/control.py gmm --model runs/seed-mnist      # FID with N(0, I) vs the GMM prior
-    python benchmarks/control.py mig [--steps 3000]               # MIG of a VAE and a beta-TCVAE
+    python benchmarks/control.py mig [--objective vae|beta_tcvae]  # MIG of a VAE and a beta-TCVAE
 
 ``conditional`` trains a conditional MLP VAE on MNIST and classifies 1,000 samples per class (temperature
 1) with the evaluation classifier (the cached feature net of ``vaelab evaluate``). ``gmm`` copies the
@@ -136,7 +136,11 @@ def mig(args: argparse.Namespace) -> dict[str, Any]:
     ]
     objectives = {
         "vae": ["objective.name=elbo"],
-        "beta_tcvae": ["objective.name=tcvae", f"objective.beta={args.beta}"],
+        "beta_tcvae": [
+            "objective.name=tcvae",
+            f"objective.beta={args.beta}",
+            f"objective.estimator={args.estimator}",
+        ],
     }
     out: dict[str, Any] = {
         "part": "mig",
@@ -189,9 +193,10 @@ def main() -> None:
     g.add_argument("-n", type=int, default=10_000)
     g.add_argument("--seed", type=int, default=0)
     m = sub.add_parser("mig")
-    m.add_argument("--steps", type=int, default=3000)
-    m.add_argument("--batch-size", type=int, default=128)
+    m.add_argument("--steps", type=int, default=5000)
+    m.add_argument("--batch-size", type=int, default=256)
     m.add_argument("--beta", type=float, default=6.0)
+    m.add_argument("--estimator", choices=["mws", "mss"], default="mss")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--objective", choices=["both", "vae", "beta_tcvae"], default="both")
     m.add_argument("--save", metavar="DIR", help="keep the trained runs under DIR/vae, DIR/beta_tcvae")

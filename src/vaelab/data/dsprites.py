@@ -30,14 +30,14 @@ from vaelab.io.atomic import atomic_save
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 SIDE = 64
-RENDER_VERSION = 1
-_BASE_RADIUS = 0.12  # half-size of a scale-1 sprite, as a fraction of the image side
+RENDER_VERSION = 2
+_BASE_RADIUS = 0.16  # half-size of a scale-1 sprite, as a fraction of the image side
 
 
 @dataclass(frozen=True)
 class DSpritesGrid:
     """How many values each factor takes. Scales span [0.5, 1], orientations [0, 2 pi) (endpoint
-    excluded), positions [0.2, 0.8] of the image side (so a rotated sprite never leaves the image)."""
+    excluded), positions [0.22, 0.78] of the image side (so a rotated sprite never leaves the image)."""
 
     shapes: int = 3
     scales: int = 6
@@ -62,8 +62,8 @@ class DSpritesGrid:
             np.arange(self.shapes, dtype=np.float64),
             np.linspace(0.5, 1.0, self.scales) if self.scales > 1 else np.array([1.0]),
             np.arange(self.orientations) * (2 * math.pi / self.orientations),
-            np.linspace(0.2, 0.8, self.positions_x) if self.positions_x > 1 else np.array([0.5]),
-            np.linspace(0.2, 0.8, self.positions_y) if self.positions_y > 1 else np.array([0.5]),
+            np.linspace(0.22, 0.78, self.positions_x) if self.positions_x > 1 else np.array([0.5]),
+            np.linspace(0.22, 0.78, self.positions_y) if self.positions_y > 1 else np.array([0.5]),
         ]
 
 
