@@ -119,3 +119,8 @@ def test_evaluate_a_conditional_model(runs, tmp_path):
 
     report = json.loads((out / "report.json").read_text())
     assert report["log_likelihood"]["nll"] > 0 and report["sample_quality"]["available"]
+
+
+def test_export_refuses_a_conditional_model(runs, tmp_path, capsys):
+    assert main(["export", str(runs["cond"]), "--format", "onnx", "--out", str(tmp_path / "x")]) == 2
+    assert "no input for a label" in capsys.readouterr().err
