@@ -193,7 +193,7 @@ def main() -> None:
     g.add_argument("-n", type=int, default=10_000)
     g.add_argument("--seed", type=int, default=0)
     m = sub.add_parser("mig")
-    m.add_argument("--steps", type=int, default=5000)
+    m.add_argument("--steps", type=int, default=4000)
     m.add_argument("--batch-size", type=int, default=256)
     m.add_argument("--beta", type=float, default=6.0)
     m.add_argument("--estimator", choices=["mws", "mss"], default="mss")
