@@ -192,10 +192,10 @@ def train(
     history = read_metrics(run_dir) if ctx.is_main else []
     grid_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "grid"))
     grid_z = model.prior.sample(tc.grid_samples, generator=grid_gen)
-    recon_inputs, recon_labels = _first_images(
+    recon_images, recon_labels = _first_images(
         val_set if len(val_set) else train_set, tc.grid_reconstructions, grid_gen
     )
-    recon_inputs = (recon_inputs, recon_labels if conditional else None)
+    recon_inputs = (recon_images, recon_labels if conditional else None)
     binarize = config.data.binarize
     n_batches = -(-len(train_set) // tc.batch_size)
 
