@@ -37,9 +37,14 @@ def test_shipped_configs_validate_round_trip_and_build(path, tmp_path):
     # the model builds and runs on two images of the dataset's shape (MNIST 28x28, or the folder size)
     side = cfg.data.image_size if cfg.data.name == "folder" else 28
     channels = cfg.data.channels if cfg.data.name == "folder" else 1
-    model = VAE(cfg.model.model_copy(update={"image_shape": (channels, side, side)}))
+    update: dict = {"image_shape": (channels, side, side)}
+    labels = None
+    if cfg.model.condition is not None:  # conditional: the classes come from the dataset (MNIST: 10)
+        update["condition"] = cfg.model.condition.model_copy(update={"num_classes": 10})
+        labels = torch.tensor([3, 7])
+    model = VAE(cfg.model.model_copy(update=update))
     x = torch.round(torch.rand(2, channels, side, side) * 255) / 255
-    out = model(x)
+    out = model(x, labels)
     assert torch.isfinite(out.elbo).all() and out.kl_layers.shape == (2, model.num_stochastic_layers)
 
 

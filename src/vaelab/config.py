@@ -39,6 +39,11 @@ class RunConfig(BaseModel):
                 "train.kl_anneal weights the ELBO's KL term, which the IWAE bound does not have: "
                 "set train.kl_anneal=none or objective.name=elbo"
             )
+        if self.objective.name == "tcvae" and self.model.prior.name != "standard_normal":
+            raise ValueError(
+                "the beta-TCVAE objective decomposes the KL against N(0, I): set "
+                "model.prior.name=standard_normal or objective.name=elbo"
+            )
         return self
 
 

@@ -153,6 +153,8 @@ def export_onnx(
     Traced on the CPU in float32 (an ONNX graph does not depend on where the model trained). Existing
     files are an error unless ``overwrite``.
     """
+    if model.num_classes:
+        raise ValueError("ONNX export takes unconditional models: the graphs have no input for a label")
     directory = Path(directory)
     paths = [directory / n for n in (ENCODER_NAME, DECODER_NAME, MANIFEST_NAME)]
     existing = [str(p) for p in paths if p.exists()]

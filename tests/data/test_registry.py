@@ -13,7 +13,7 @@ from vaelab.data import DATASETS, HOLDOUT_FRACTION, DataConfig, DataError, cache
 
 
 def test_registry_names_match_the_config() -> None:
-    assert set(DATASETS) == {"digits", "mnist", "fashion-mnist", "folder", "npz", "packed"}
+    assert set(DATASETS) == {"digits", "mnist", "fashion-mnist", "folder", "npz", "packed", "dsprites"}
     assert set(DATASETS) == set(DataConfig.model_fields["name"].annotation.__args__)
     with pytest.raises(ValueError):
         load_dataset(DataConfig(), "val")  # type: ignore[arg-type]

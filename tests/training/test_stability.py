@@ -79,7 +79,9 @@ class Poisoned:
 
 def poison(monkeypatch, at, factor):
     build = trainer_module.build_objective
-    monkeypatch.setattr(trainer_module, "build_objective", lambda cfg: Poisoned(build(cfg), at, factor))
+    monkeypatch.setattr(
+        trainer_module, "build_objective", lambda cfg, **kw: Poisoned(build(cfg, **kw), at, factor)
+    )
 
 
 def rows(run):
@@ -131,8 +133,8 @@ import torch.distributed as dist
 
 build = t.build_objective
 
-def poisoned(cfg):
-    inner, calls = build(cfg), [0]
+def poisoned(cfg, **kw):
+    inner, calls = build(cfg, **kw), [0]
     def objective(out, kl_weight=1.0):
         terms = inner(out, kl_weight)
         calls[0] += 1

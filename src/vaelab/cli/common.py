@@ -31,8 +31,9 @@ def add_data_options(p: argparse.ArgumentParser, default_hint: str) -> None:
     p.add_argument(
         "--dataset",
         metavar="NAME",
-        help="digits (embedded, offline), mnist, fashion-mnist, folder, npz or packed; a directory (image "
-        "folder or packed dataset) or a .npz path also works and implies the kind. "
+        help="digits (embedded, offline), mnist, fashion-mnist, dsprites (procedural, with factors), "
+        "folder, npz or packed; a directory (image folder or packed dataset) or a .npz path also works "
+        "and implies the kind. "
         f"Default: {default_hint}.",
     )
     p.add_argument(

@@ -37,6 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the latents (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the images")
     p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the images")
+    p.add_argument(
+        "--class",
+        dest="classes",
+        metavar="C|C1,C2|all",
+        help="conditional models: the class(es) to draw, balanced over a list or 'all' (default all); "
+        "the .npz then also holds 'labels' (int64)",
+    )
+    p.add_argument(
+        "--prior",
+        choices=["model", "gmm"],
+        default="model",
+        help="model: the model's own prior (default); gmm: the mixture 'vaelab fit-prior' saved beside it",
+    )
     add_device_option(p)
     p.set_defaults(func=run_sample)
 
@@ -75,11 +88,23 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .npz file, got {args.out}")
     model = load_model(args)
     temp = args.temperature[0] if len(args.temperature) == 1 else args.temperature
-    images = sample(model, args.n, temperature=temp, seed=args.seed)
-    save_samples_npz(args.out, images)
+    labels = None
+    if args.classes is not None or model.num_classes:
+        from vaelab.generation.conditional import balanced_labels, parse_classes, require_conditional
+
+        classes = parse_classes(args.classes or "all", require_conditional(model))
+        labels = balanced_labels(args.n, classes)
+    prior = None
+    if args.prior == "gmm":
+        from vaelab.generation.gmm_prior import load_gmm_prior
+
+        prior = load_gmm_prior(args.model, model.latent_dim)
+    images = sample(model, args.n, temperature=temp, seed=args.seed, labels=labels, prior=prior)
+    save_samples_npz(args.out, images, labels)
     print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
     if args.grid:
-        save_grid(images, args.grid)
+        per_class = args.n // len(classes) if labels is not None and args.n % len(classes) == 0 else None
+        save_grid(images, args.grid, nrow=per_class)
         print(f"wrote grid {args.grid}", file=sys.stderr)
     return 0
 
@@ -100,7 +125,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     n = min(args.n, len(dataset))
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))[:n]
     inputs = to_float(dataset.images[idx], "none")
-    recons = reconstruct(model, inputs)
+    labels = dataset.labels[idx] if model.num_classes and dataset.labels is not None else None
+    recons = reconstruct(model, inputs, labels=labels)
     pairs, per_row = interleave_rows(inputs, recons, 8)
     save_grid(pairs, args.grid, nrow=per_row)
     mse = float(((recons - inputs) ** 2).mean())

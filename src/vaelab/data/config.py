@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DatasetName = Literal["digits", "mnist", "fashion-mnist", "folder", "npz", "packed"]
+DatasetName = Literal["digits", "mnist", "fashion-mnist", "folder", "npz", "packed", "dsprites"]
 
 
 class DataConfig(BaseModel):

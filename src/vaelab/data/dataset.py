@@ -22,7 +22,9 @@ class ImageDataset:
     """Images as one uint8 tensor (N, C, H, W), with optional int64 labels (N,).
 
     ``num_classes`` is None for unlabelled data. ``class_names`` (folder datasets) maps a label to
-    its class folder's name. Subsets share ``name``, ``num_classes`` and ``class_names``.
+    its class folder's name. Subsets share ``name``, ``num_classes`` and ``class_names``. Datasets
+    with known generative factors (``dsprites``) give each image's factor indices ``factors`` (N, K)
+    int64, with ``factor_names`` and ``factor_sizes`` (K,); subsets keep them.
     """
 
     images: torch.Tensor = field(repr=False)
@@ -30,6 +32,9 @@ class ImageDataset:
     name: str
     num_classes: int | None
     class_names: tuple[str, ...] | None = None
+    factors: torch.Tensor | None = field(default=None, repr=False)
+    factor_names: tuple[str, ...] | None = None
+    factor_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -69,6 +74,9 @@ class ImageDataset:
             name=self.name,
             num_classes=self.num_classes,
             class_names=self.class_names,
+            factors=None if self.factors is None else self.factors.index_select(0, indices),
+            factor_names=self.factor_names,
+            factor_sizes=self.factor_sizes,
         )
 
     def split(self, val_fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:

@@ -16,6 +16,7 @@ from typing import Literal
 from vaelab.data.config import DataConfig
 from vaelab.data.dataset import ImageDataset
 from vaelab.data.digits import load_digits
+from vaelab.data.dsprites import load_dsprites
 from vaelab.data.errors import DataError
 from vaelab.data.folder import load_folder
 from vaelab.data.idx import load_idx_dataset
@@ -56,6 +57,7 @@ DATASETS: dict[str, Loader] = {
     "folder": with_holdout(load_folder),
     "npz": with_holdout(load_npz),
     "packed": load_packed,
+    "dsprites": with_holdout(load_dsprites),
 }
 
 

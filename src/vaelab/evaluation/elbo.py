@@ -17,8 +17,9 @@ def _outputs(
     was_training = model.training
     model.eval()
     try:
-        for images, _ in batches(dataset, batch_size, shuffle=False):
-            yield model(to_float(images, binarize, generator=generator).to(model.device))
+        for images, labels in batches(dataset, batch_size, shuffle=False):
+            y = labels.to(model.device) if model.num_classes and labels is not None else None
+            yield model(to_float(images, binarize, generator=generator).to(model.device), y)
     finally:
         model.train(was_training)
 

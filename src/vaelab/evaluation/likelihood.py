@@ -87,12 +87,14 @@ def iw_log_likelihood_batch(
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     report_ks: tuple[int, ...] = (),
+    labels: torch.Tensor | None = None,
 ) -> dict[int, torch.Tensor]:
     """Importance-weighted log p(x) of each image in ``x`` (B, C, H, W); float64, nats.
 
     Returns {K': (B,) estimate} for ``iw_samples`` and every K' in ``report_ks`` (each uses the first
     K' of the same samples). Latents come from torch's global generator: seed it (or fork it) for
     repeatable numbers. At most ``max_elements`` decoder outputs (chunk x B x pixels) exist at once.
+    A conditional model needs the images' ``labels`` (B,): the estimate is then of log p(x|y).
     """
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
@@ -107,7 +109,7 @@ def iw_log_likelihood_batch(
             k = min(chunk, stop - done)
             # The model's one importance-weight hook (also behind the IWAE objective): (k, B) values of
             # log p(x, z) - log q(z|x), over every stochastic layer of a hierarchical model.
-            log_w = model.log_importance_weights(x, k).double()
+            log_w = model.log_importance_weights(x, k, labels).double()
             running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
             done += k
         out[stop] = (running - math.log(stop)).cpu()
@@ -154,9 +156,12 @@ def evaluate_log_likelihood(
         ) as bar,
     ):
         torch.manual_seed(seed)
-        for images, _ in batches(dataset, bsz, shuffle=False):
+        for images, labels in batches(dataset, bsz, shuffle=False):
             x = to_float(images.to(device), "none")
-            est = iw_log_likelihood_batch(model, x, iw_samples, max_elements=max_elements, report_ks=ks)
+            y = labels.to(device) if model.num_classes and labels is not None else None
+            est = iw_log_likelihood_batch(
+                model, x, iw_samples, max_elements=max_elements, report_ks=ks, labels=y
+            )
             for k in ks:
                 parts[k].append(est[k])
             bar.update(images.shape[0])

@@ -71,8 +71,9 @@ def posterior_statistics(
     model.eval()
     prior = model.prior()
     means, kls = [], []
-    for images, _ in batches(dataset, batch_size, shuffle=False):
-        posterior = model.encode(to_float(images.to(model.device), "none"))
+    for images, labels in batches(dataset, batch_size, shuffle=False):
+        y = labels.to(model.device) if model.num_classes and labels is not None else None
+        posterior = model.encode(to_float(images.to(model.device), "none"), y)
         mean = posterior.mean
         means.append(mean.double().cpu())
         kls.append(per_dim_kl(posterior, prior, posterior.sample()).double().sum(0).cpu())

@@ -68,9 +68,10 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
     was_training = model.training
     model.eval()
     mse, ps, ss = [], [], []
-    for images, _ in batches(dataset, batch_size, shuffle=False):
+    for images, labels in batches(dataset, batch_size, shuffle=False):
+        y = labels.to(model.device) if model.num_classes and labels is not None else None
         x = to_float(images.to(model.device), "none")
-        recon = model.reconstruct(x)
+        recon = model.reconstruct(x, y)
         mse.append(((recon - x) ** 2).flatten(1).mean(1).cpu())
         ps.append(psnr(recon, x).cpu())
         ss.append(ssim(recon, x).cpu())

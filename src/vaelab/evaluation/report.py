@@ -181,6 +181,21 @@ def _sample_quality_section(
     }, samples
 
 
+def _disentanglement_section(model: VAE, dataset: ImageDataset) -> dict[str, Any]:
+    """MIG of the posterior means over the whole split, for datasets with known factors (dsprites)."""
+    if dataset.factors is None:
+        return {"available": False, "reason": f"dataset {dataset.name!r} records no generative factors"}
+    if model.num_classes:
+        return {"available": False, "reason": "MIG is measured for unconditional models"}
+    from vaelab.evaluation.disentanglement import mutual_information_gap
+    from vaelab.generation.latent import encode_mean
+
+    t = time.perf_counter()
+    z = encode_mean(model, to_float(dataset.images, "none"))
+    score = mutual_information_gap(z, dataset.factors, dataset.factor_names)
+    return {"available": True, "seconds": time.perf_counter() - t, **score}
+
+
 def evaluate_model(
     model: VAE,
     dataset: ImageDataset,
@@ -236,6 +251,8 @@ def evaluate_model(
     recon = {"target": "the model's inputs (binarised as above)", **reconstruction_metrics(model, inputs)}
     timings["reconstruction"] = time.perf_counter() - t
 
+    disentanglement = _disentanglement_section(model, dataset)
+
     quality: dict[str, Any] = {"available": False, "reason": "disabled (--no-sample-quality)"}
     inception: dict[str, Any] = {"available": False, "reason": "sample quality disabled"}
     if opts.sample_quality:
@@ -281,6 +298,7 @@ def evaluate_model(
         "reconstruction": recon,
         "sample_quality": quality,
         "inception_fid": inception,
+        "disentanglement": disentanglement,
         "timings_s": timings,
         "environment": environment(),
         "command": sys.argv,

@@ -54,6 +54,11 @@ ROWS: list[Row] = [
     ("recall", _pair("sample_quality.recall", "sample_quality.recall_se"), "k={d[sample_quality][k]}"),
     ("feature-net test accuracy", _pair("sample_quality.classifier_test_accuracy"), ""),
     ("Inception FID", _pair("inception_fid.fid"), "torch-fidelity, optional"),
+    (
+        "MIG (disentanglement)",
+        _pair("disentanglement.mig"),
+        "{d[disentanglement][images]} images with known factors, Chen et al. 2018",
+    ),
     ("evaluation time (s)", _pair("timings_s.total"), ""),
 ]
 

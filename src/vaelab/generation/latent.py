@@ -85,6 +85,43 @@ def traverse(model: VAE, z: torch.Tensor, dims: list[int], values: torch.Tensor)
     return model.decode(traverse_latents(z, dims, values).to(model.device)).cpu()
 
 
+def dims_by_kl(kl: torch.Tensor, k: int | None = None) -> list[int]:
+    """Latent dimensions in order of decreasing KL (the most informative first), the first ``k`` of them."""
+    order = torch.argsort(kl.flatten(), descending=True, stable=True).tolist()
+    return order[: k if k is not None else len(order)]
+
+
+def attribute_vector(
+    model: VAE, images: torch.Tensor, labels: torch.Tensor, source: int, target: int
+) -> torch.Tensor:
+    """Mean posterior mean of the images labelled ``target`` minus that of those labelled ``source``
+    (latent_dim,): the direction that turns one group into the other (Larsen et al. 2016, §5; White 2016).
+    """
+    labels = torch.as_tensor(labels)
+    groups = []
+    for name, cls in (("source", source), ("target", target)):
+        mask = labels == cls
+        if not bool(mask.any()):
+            raise ValueError(f"no images labelled {cls} (the {name} group) to average")
+        groups.append(encode_mean(model, images[mask]).mean(0))
+    return groups[1] - groups[0]
+
+
+@torch.no_grad()  # not inference_mode: callers may feed the results to autograd
+def latent_arithmetic(
+    model: VAE, images: torch.Tensor, vector: torch.Tensor, strengths: torch.Tensor
+) -> torch.Tensor:
+    """Decode z(x) + s * vector for each image (rows) and each strength s (columns): (N * S, C, H, W).
+
+    Latent arithmetic (Radford et al. 2016; White 2016): with ``vector`` an attribute vector, moving along
+    it adds the attribute; s = 0 is the plain reconstruction.
+    """
+    z = encode_mean(model, images)
+    strengths = strengths.flatten().float()
+    shifted = z[:, None, :] + strengths[None, :, None] * vector.flatten().float()[None, None, :]
+    return model.decode(shifted.reshape(-1, z.shape[1]).to(model.device)).cpu()
+
+
 def _factors(dist: Distribution) -> Distribution:
     """The per-dimension distribution inside an ``Independent`` (the diagonal Gaussians here)."""
     return dist.base_dist if isinstance(dist, Independent) else dist

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from vaelab.generation.conditional import balanced_labels
 from vaelab.models.vae import VAE
+
+if TYPE_CHECKING:
+    from vaelab.generation.gmm_prior import GMMPrior
 
 
 @torch.no_grad()  # not inference_mode: callers may feed the results to autograd
@@ -18,31 +23,56 @@ def sample(
     temperature: float | Sequence[float] = 1.0,
     seed: int | None = None,
     batch_size: int = 1024,
+    labels: torch.Tensor | None = None,
+    prior: GMMPrior | None = None,
 ) -> torch.Tensor:
     """``n`` images in [0, 1], shape (n, C, H, W): z ~ p(z) with std scaled by ``temperature``, decoded.
 
     ``temperature`` is one number for every stochastic layer or a list with one per layer, top first
     (``model.num_stochastic_layers`` of them); 0 takes the prior's mean, so the images are then the
     deterministic mean path. The same ``seed`` gives the same images on the same machine, whatever
-    ``batch_size`` is.
+    ``batch_size`` is (for a hierarchical model, whose lower layers draw their noise batch by batch,
+    for the same ``batch_size``). A conditional model draws the classes ``labels`` (n,) asks for
+    (default: all classes, balanced). ``prior`` replaces the model's prior of the top latent by a
+    fitted one (the ex-post GMM of ``gmm_prior.py``).
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
     temps = model.layer_temperatures(temperature)  # validates: one per layer, finite, >= 0
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    if not model.hierarchical:
+    if prior is not None:
+        z = prior.sample(n, temperature=temps[0], seed=seed).to(model.device)
+    else:
         z = model.prior.sample(n, temps[0], generator=gen)
-        out = [model.decode(z[i : i + batch_size]) for i in range(0, n, batch_size)]
-    else:  # lower layers draw their noise batch by batch from the same generator
-        out = [model.sample(min(batch_size, n - i), temps, generator=gen) for i in range(0, n, batch_size)]
+    if model.num_classes and labels is None:
+        labels = balanced_labels(n, list(range(model.num_classes)))
+    if labels is not None:
+        labels = torch.as_tensor(labels).to(model.device)
+        if len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} samples")
+    out = [
+        model.decode_sample(
+            z[i : i + batch_size],
+            None if labels is None else labels[i : i + batch_size],
+            temperature=temps,
+            generator=gen,
+        )
+        for i in range(0, n, batch_size)
+    ]
     return torch.cat(out).cpu()
 
 
 @torch.no_grad()  # not inference_mode: callers may feed the results to autograd
-def reconstruct(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Reconstructions (posterior mean, decoded) of images in [0, 1], shape (N, C, H, W)."""
+def reconstruct(
+    model: VAE, images: torch.Tensor, batch_size: int = 1024, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Reconstructions (posterior mean, decoded) of images in [0, 1], shape (N, C, H, W); a conditional
+    model needs the images' ``labels``."""
     out = [
-        model.reconstruct(images[i : i + batch_size].to(model.device))
+        model.reconstruct(
+            images[i : i + batch_size].to(model.device),
+            None if labels is None else labels[i : i + batch_size].to(model.device),
+        )
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out).cpu()

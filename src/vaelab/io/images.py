@@ -58,3 +58,25 @@ def interleave_rows(top: torch.Tensor, bottom: torch.Tensor, per_row: int) -> tu
     for start in range(0, top.shape[0], per_row):
         blocks += [top[start : start + per_row], bottom[start : start + per_row]]
     return torch.cat(blocks), per_row
+
+
+def save_gif(
+    frames: list[torch.Tensor], path: str | Path, nrow: int | None = None, duration_ms: int = 120
+) -> Path:
+    """Write an animated GIF (looping, Pillow) whose frames are grids of (N, C, H, W) images."""
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    pictures = []
+    for frame in frames:
+        grid = make_grid(frame, nrow=nrow)
+        img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+        scale = min(4, max(1, 256 // max(grid.shape[:2])))
+        if scale > 1:
+            img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        pictures.append(img)
+    path = Path(path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        pictures[0].save(
+            f, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0
+        )
+    return path

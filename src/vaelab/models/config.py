@@ -158,6 +158,16 @@ class LogisticMixtureLikelihoodConfig(PartConfig):
     min_log_scale: float = -7.0
 
 
+# --- conditioning ------------------------------------------------------------------------------------
+class LabelConditionConfig(PartConfig):
+    """Class-conditional VAE (Sohn et al. 2015): the label enters the encoder as an extra image
+    channel (a learned map per class) and the decoder as a one-hot vector beside z."""
+
+    name: Literal["label"] = "label"
+    # None means "take it from the dataset" when a run starts (like image_shape).
+    num_classes: int | None = Field(default=None, ge=2)
+
+
 EncoderConfig = Annotated[
     MLPEncoderConfig | ConvEncoderConfig | ResNetEncoderConfig, Field(discriminator="name")
 ]
@@ -171,6 +181,7 @@ LikelihoodConfig = Annotated[
     BernoulliLikelihoodConfig | GaussianLikelihoodConfig | LogisticMixtureLikelihoodConfig,
     Field(discriminator="name"),
 ]
+ConditionConfig = Annotated[LabelConditionConfig, Field(discriminator="name")]
 
 
 class ModelConfig(PartConfig):
@@ -186,3 +197,5 @@ class ModelConfig(PartConfig):
     posterior: PosteriorConfig = Field(default_factory=GaussianPosteriorConfig)
     prior: PriorConfig = Field(default_factory=StandardNormalPriorConfig)
     likelihood: LikelihoodConfig = Field(default_factory=BernoulliLikelihoodConfig)
+    # None: an unconditional VAE; a condition part makes encoder and decoder take a class label.
+    condition: ConditionConfig | None = None

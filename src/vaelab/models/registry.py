@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from vaelab.models.parts.conditioning import LabelConditioning
 from vaelab.models.parts.decoders import ConvDecoder, MLPDecoder
 from vaelab.models.parts.encoders import ConvEncoder, MLPEncoder
 from vaelab.models.parts.ladder import LadderDecoder
@@ -33,3 +34,4 @@ LIKELIHOODS: dict[str, type[nn.Module]] = {
     "gaussian": GaussianLikelihood,
     "logistic_mixture": LogisticMixtureLikelihood,
 }
+CONDITIONS: dict[str, type[nn.Module]] = {"label": LabelConditioning}

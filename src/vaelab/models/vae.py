@@ -28,7 +28,7 @@ from torch.distributions import Distribution, Independent, kl_divergence
 from vaelab import __version__
 from vaelab.io.atomic import atomic_write
 from vaelab.models.config import ModelConfig
-from vaelab.models.registry import DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
+from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -78,7 +78,14 @@ class VAE(nn.Module):
         self.likelihood = LIKELIHOODS[config.likelihood.name](config.likelihood)
         self.posterior = POSTERIORS[config.posterior.name](config.posterior, d)
         self.prior = PRIORS[config.prior.name](config.prior, d, shape)
-        self.encoder = ENCODERS[config.encoder.name](config.encoder, shape, self.posterior.param_dim)
+        # A conditional VAE (config.condition) feeds the label to encoder and decoder (Sohn et al. 2015).
+        self.condition = (
+            CONDITIONS[config.condition.name](config.condition, shape) if config.condition else None
+        )
+        extra_c = self.condition.encoder_extra_channels if self.condition is not None else 0
+        extra_d = self.condition.decoder_extra_dims if self.condition is not None else 0
+        enc_shape = (shape[0] + extra_c, shape[1], shape[2])
+        self.encoder = ENCODERS[config.encoder.name](config.encoder, enc_shape, self.posterior.param_dim)
         out_shape = (shape[0] * self.likelihood.params_per_channel, shape[1], shape[2])
         decoder_cls = DECODERS[config.decoder.name]
         self.hierarchical = bool(getattr(decoder_cls, "hierarchical", False))
@@ -90,10 +97,16 @@ class VAE(nn.Module):
                     f"multi-scale features, which encoder {config.encoder.name!r} does not expose; "
                     "use encoder name 'resnet'"
                 )
-            self.decoder = decoder_cls(config.decoder, d, out_shape, features)
+            # The label (when conditional) enters beside the top latent, as in the flat decoder.
+            self.decoder = decoder_cls(config.decoder, d + extra_d, out_shape, features)
         else:
-            self.decoder = decoder_cls(config.decoder, d, out_shape)
+            self.decoder = decoder_cls(config.decoder, d + extra_d, out_shape)
         if hasattr(self.prior, "bind"):  # a learned prior built from q(z|x) (VampPrior)
+            if self.condition is not None:
+                raise ValueError(
+                    f"prior {config.prior.name!r} is built from q(z|x) of unlabelled pseudo-inputs, which a "
+                    "conditional encoder cannot give: use prior name 'standard_normal' with a condition"
+                )
             self.prior.bind(self.encode)
 
     @property
@@ -110,19 +123,39 @@ class VAE(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, x: torch.Tensor) -> Distribution:
-        """q(z|x) for a batch of images in [0, 1], shape (B, C, H, W)."""
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes a conditional VAE takes; None for an unconditional one."""
+        return self.condition.num_classes if self.condition is not None else None
+
+    def _conditioned(self, inputs: torch.Tensor, labels: torch.Tensor | None, where: str) -> torch.Tensor:
+        """``inputs`` with the label appended for the encoder or decoder (as is when unconditional)."""
+        if self.condition is None:
+            if labels is not None:
+                raise ValueError("this VAE is unconditional: it takes no class labels")
+            return inputs
+        labels = self.condition.check(labels)
+        if len(labels) != len(inputs):
+            raise ValueError(
+                f"got {len(labels)} labels for {len(inputs)} {'images' if where == 'encoder' else 'latents'}"
+            )
+        if where == "encoder":
+            return self.condition.encoder_input(inputs, labels)
+        return self.condition.decoder_input(inputs, labels)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
+        """q(z|x) (q(z|x, y) when conditional) for a batch of images in [0, 1], shape (B, C, H, W)."""
         # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods
         # lose too much in 8 bits of mantissa.
-        return self.posterior(self.encoder(x).float())
+        return self.posterior(self.encoder(self._conditioned(x, labels, "encoder")).float())
 
-    def px_z(self, z: torch.Tensor) -> Distribution:
-        """p(x|z): the likelihood's distribution over images for latents (B, latent_dim)."""
-        return self.likelihood(self.decoder(z).float())
+    def px_z(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
+        """p(x|z) (p(x|z, y) when conditional): the likelihood's distribution over images."""
+        return self.likelihood(self.decoder(self._conditioned(z, labels, "decoder")).float())
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The expected image in [0, 1] for each latent (B, latent_dim) -> (B, C, H, W)."""
-        return self.likelihood.mean(self.decoder(z).float())
+        return self.likelihood.mean(self.decoder(self._conditioned(z, labels, "decoder")).float())
 
     @property
     def num_stochastic_layers(self) -> int:
@@ -159,15 +192,35 @@ class VAE(nn.Module):
         except NotImplementedError:
             return None
 
-    def _encode_features(self, x: torch.Tensor) -> tuple[Distribution, dict[int, torch.Tensor] | None]:
+    def _encode_features(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[Distribution, dict[int, torch.Tensor] | None]:
         """q(z_1|x) and, for a hierarchical decoder, the encoder's features by side."""
         if not self.hierarchical:
-            return self.encode(x), None
-        params, features = self.encoder.forward_features(x)
+            return self.encode(x, labels), None
+        params, features = self.encoder.forward_features(self._conditioned(x, labels, "encoder"))
         return self.posterior(params.float()), features
 
-    def forward(self, x: torch.Tensor, iw_samples: int | None = None) -> VAEOutput:
+    def _decode_params(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None,
+        features: dict[int, torch.Tensor] | None = None,
+        **top_down: Any,
+    ) -> tuple[torch.Tensor, Any]:
+        """The likelihood's parameters (fp32) for top latents ``z``, and for a hierarchical decoder its
+        top-down result (per-layer KLs and log-ratios; None for a flat one)."""
+        z_in = self._conditioned(z, labels, "decoder")
+        if not self.hierarchical:
+            return self.decoder(z_in).float(), None
+        td = self.decoder.top_down(z_in, features, **top_down)
+        return td.params.float(), td
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, iw_samples: int | None = None
+    ) -> VAEOutput:
         """Encode, draw z = mean + std * eps (reparameterised: gradients reach the encoder), decode.
+        A conditional VAE needs ``labels`` (B,) int64, one class per image.
 
         ``iw_samples`` = k draws k samples per image and fills ``log_weights`` (k, B) for the IWAE
         objective (through ``forward`` so that DDP and torch.compile see the whole pass); the KL terms
@@ -176,7 +229,7 @@ class VAE(nn.Module):
         if iw_samples is not None:
             if iw_samples < 1:
                 raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
-            log_px_z, kl_layers, z, posterior = self._iw_terms(x, iw_samples)
+            log_px_z, kl_layers, z, posterior = self._iw_terms(x, iw_samples, labels)
             kl_mean = kl_layers.mean(0)
             return VAEOutput(
                 posterior,
@@ -187,18 +240,13 @@ class VAE(nn.Module):
                 kl_layers=kl_mean,
                 log_weights=log_px_z - kl_layers.sum(-1),
             )
-        posterior, features = self._encode_features(x)
+        posterior, features = self._encode_features(x, labels)
         z = posterior.rsample()
         kl_dims = None if self.hierarchical else self.kl_per_dim(posterior)
         # Summing the per-dimension KL is exactly what kl_divergence of the Independent pair does.
         kl_top = kl_dims.sum(-1) if kl_dims is not None else self.kl(posterior, z)
-        if self.hierarchical:
-            td = self.decoder.top_down(z, features)
-            px_params = td.params.float()
-            kl_layers = torch.cat([kl_top[:, None], td.kl], dim=1)
-        else:
-            px_params = self.decoder(z).float()
-            kl_layers = kl_top[:, None]
+        px_params, td = self._decode_params(z, labels, features)
+        kl_layers = torch.cat([kl_top[:, None], td.kl], dim=1) if td is not None else kl_top[:, None]
         log_px_z = self.likelihood(px_params).log_prob(x)
         groups = kl_layers if self.hierarchical else kl_dims
         return VAEOutput(
@@ -206,27 +254,25 @@ class VAE(nn.Module):
         )
 
     def _iw_terms(
-        self, x: torch.Tensor, k: int
+        self, x: torch.Tensor, k: int, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Distribution]:
         """k reparameterised samples per image: log p(x|z) (k, B), the per-layer single-sample
         log q - log p (k, B, L), the top latents (k, B, D) and q(z_1|x)."""
         b = x.shape[0]
-        posterior, features = self._encode_features(x)
+        posterior, features = self._encode_features(x, labels)
         z = posterior.rsample((k,))  # (k, B, D)
         ratios = [(posterior.log_prob(z) - self.prior().log_prob(z))[..., None]]
         flat = z.reshape(k * b, -1)
-        if self.hierarchical:
-            assert features is not None
-            rep = {side: f.repeat(k, 1, 1, 1) for side, f in features.items()}
-            td = self.decoder.top_down(flat, rep)
-            params = td.params.float()
+        rep = {side: f.repeat(k, 1, 1, 1) for side, f in features.items()} if features else None
+        params, td = self._decode_params(flat, labels.repeat(k) if labels is not None else None, rep)
+        if td is not None:
             ratios.append(td.log_ratio.view(k, b, -1))
-        else:
-            params = self.decoder(flat).float()
         log_px_z = self.likelihood(params).log_prob(x.repeat(k, 1, 1, 1)).view(k, b)
         return log_px_z, torch.cat(ratios, dim=-1), z, posterior
 
-    def log_importance_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+    def log_importance_weights(
+        self, x: torch.Tensor, k: int, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x, z_k) - log q(z_k|x) for k samples z_k ~ q(z|x) per image: shape (k, B), nats.
 
         For a hierarchical model z_k is the whole stack (z_1, ..., z_L) and both densities factorise
@@ -234,7 +280,7 @@ class VAE(nn.Module):
         """
         if k < 1:
             raise ValueError(f"the number of importance samples must be >= 1; got {k}")
-        log_px_z, ratios, _, _ = self._iw_terms(x, k)
+        log_px_z, ratios, _, _ = self._iw_terms(x, k, labels)
         return log_px_z - ratios.sum(-1)
 
     def layer_temperatures(self, temperature: float | Sequence[float]) -> list[float]:
@@ -260,25 +306,41 @@ class VAE(nn.Module):
         n: int,
         temperature: float | Sequence[float] = 1.0,
         generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``n`` new images in [0, 1]: z from the prior, decoded. ``temperature`` scales the prior's
-        standard deviation (0: its mean), one number for every layer or a list with one per stochastic
-        layer, top first (hierarchical models: Vahdat & Kautz 2020 sample NVAE at T = 0.6-0.9)."""
+        """``n`` new images in [0, 1]: z from the prior, decoded (of the classes ``labels`` (n,) asks
+        for, when conditional). ``temperature`` scales the prior's standard deviation (0: its mean),
+        one number for every layer or a list with one per stochastic layer, top first (hierarchical
+        models: Vahdat & Kautz 2020 sample NVAE at T = 0.6-0.9)."""
         temps = self.layer_temperatures(temperature)
         z = self.prior.sample(n, temps[0], generator=generator)
-        if not self.hierarchical:
-            return self.decode(z)
-        params = self.decoder.top_down(z, temperatures=temps[1:], generator=generator).params
-        return self.likelihood.mean(params.float())
+        return self.decode_sample(z, labels, temperature=temps, generator=generator)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decode the posterior mean of each image (every layer's, for a hierarchical model)."""
-        posterior, features = self._encode_features(x)
+    def decode_sample(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        temperature: float | Sequence[float] = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Images in [0, 1] for given top latents ``z``: ``decode`` for a single-latent model; a
+        hierarchical one also draws its lower layers from their priors at the temperatures after the
+        first (the first is the top latent's, already drawn)."""
         if not self.hierarchical:
-            return self.decode(posterior.mean)
-        params = self.decoder.top_down(posterior.mean, features, use_mean=True).params
-        return self.likelihood.mean(params.float())
+            return self.decode(z, labels)
+        temps = self.layer_temperatures(temperature)
+        return self.likelihood.mean(
+            self._decode_params(z, labels, temperatures=temps[1:], generator=generator)[0]
+        )
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode the posterior mean of each image (every layer's, for a hierarchical model)."""
+        posterior, features = self._encode_features(x, labels)
+        extra = {"use_mean": True} if self.hierarchical else {}
+        return self.likelihood.mean(self._decode_params(posterior.mean, labels, features, **extra)[0])
 
     # --- saving and loading ----------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Upload
 from fastapi.responses import Response
 
 from vaelab.generation import encode_mean, interpolate_latents, traverse_latents
+from vaelab.generation.conditional import balanced_labels
 from vaelab.serve import schemas as s
 from vaelab.serve.images import data_url, data_urls, decode_base64, grid_png, load_image
 from vaelab.serve.state import ServedModel
@@ -94,9 +95,11 @@ def source_latent(m: ServedModel, src: s.LatentSource) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode(m: ServedModel, z: torch.Tensor) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] on the CPU for latents (N, latent_dim)."""
-    return m.model.decode(z.to(m.model.device)).cpu()
+def decode(m: ServedModel, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Images (N, C, H, W) in [0, 1] on the CPU for latents (N, latent_dim) (and labels, if conditional)."""
+    if labels is not None:
+        labels = labels.to(m.model.device)
+    return m.model.decode(z.to(m.model.device), labels).cpu()
 
 
 # --- endpoints -------------------------------------------------------------------------------------
@@ -142,16 +145,18 @@ def sample_images(
     m = served_model(request, model_id)
     if body.prior is not None and body.prior not in m.priors:
         raise HTTPException(422, f"model {m.id!r} samples from {m.priors}; got prior {body.prior!r}")
+    labels = None
     if body.label is not None:
-        # Conditional models plug in here: check the label against m.classes and pass it to sampling.
         if m.classes is None:
             raise HTTPException(422, f"model {m.id!r} is unconditional: it takes no 'label'")
         if body.label >= len(m.classes):
             raise HTTPException(422, f"label {body.label} is out of range: {len(m.classes)} classes")
-        raise HTTPException(422, "class-conditional sampling is not supported by this version of vaelab")
+        labels = torch.full((body.n,), body.label, dtype=torch.int64)
+    elif m.classes is not None:  # a conditional model with no class asked for: all classes, balanced
+        labels = balanced_labels(body.n, list(range(len(m.classes))))
     gen = torch.Generator().manual_seed(body.seed)
     z = m.model.prior.sample(body.n, body.temperature, generator=gen)
-    images = decode(m, z)
+    images = decode(m, z, labels)
     nrow = min(body.n, 8)
     return images_response(images, format, nrow, latents=z)
 

@@ -56,17 +56,30 @@ def write_grids(
     epoch: int,
     grid_z: torch.Tensor,
     recon_inputs: torch.Tensor,
+    recon_labels: torch.Tensor | None,
     logger: MetricsLogger,
     step: int,
 ) -> None:
-    """A sample grid (the same latents every epoch, to watch progress) and inputs over reconstructions."""
+    """A sample grid (the same latents every epoch, to watch progress) and inputs over reconstructions.
+
+    For a conditional model the sample grid has one row per class (the same latents in each column).
+    """
     was_training = model.training
     model.eval()
-    samples = model.decode(grid_z.to(model.device)).cpu()
-    save_grid(samples, run_dir / "samples" / f"epoch_{epoch:03d}.png")
-    recons = model.reconstruct(recon_inputs.to(model.device)).cpu()
+    nrow = None
+    if model.num_classes:
+        from vaelab.generation.conditional import class_grid_latents
+
+        per_class = min(len(grid_z), 10)
+        z, labels = class_grid_latents(grid_z[:per_class], model.num_classes)
+        samples, nrow = model.decode(z.to(model.device), labels.to(model.device)).cpu(), per_class
+    else:
+        samples = model.decode(grid_z.to(model.device)).cpu()
+    save_grid(samples, run_dir / "samples" / f"epoch_{epoch:03d}.png", nrow=nrow)
+    labels = recon_labels.to(model.device) if recon_labels is not None else None
+    recons = model.reconstruct(recon_inputs.to(model.device), labels).cpu()
     pairs, per_row = interleave_rows(recon_inputs, recons, 8)
     save_grid(pairs, run_dir / "reconstructions" / f"epoch_{epoch:03d}.png", nrow=per_row)
-    logger.image("samples", make_grid(samples), step)
+    logger.image("samples", make_grid(samples, nrow=nrow), step)
     logger.image("reconstructions", make_grid(pairs, nrow=per_row), step)
     model.train(was_training)

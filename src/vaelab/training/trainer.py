@@ -54,15 +54,41 @@ def prepare_data(config: RunConfig, progress: bool = True) -> tuple[Dataset, Dat
     return full.split(config.data.val_fraction, config.data.split_seed)
 
 
-def resolve_model_config(config: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
-    """Fill ``model.image_shape`` from the data, or check that a configured one matches it."""
+def resolve_model_config(
+    config: RunConfig, image_shape: tuple[int, int, int], dataset: Dataset | None = None
+) -> RunConfig:
+    """Fill ``model.image_shape`` from the data, or check that a configured one matches it; for a
+    conditional model, fill ``model.condition.num_classes`` from ``dataset`` (which needs labels)."""
     configured = config.model.image_shape
     if configured is not None and tuple(configured) != tuple(image_shape):
         raise ValueError(
             f"model.image_shape {tuple(configured)} does not match the dataset's images {tuple(image_shape)}"
         )
-    model = config.model.model_copy(update={"image_shape": tuple(image_shape)})
+    update: dict[str, Any] = {"image_shape": tuple(image_shape)}
+    if config.model.condition is not None and dataset is not None:
+        update["condition"] = resolve_condition(config.model.condition, dataset)
+    model = config.model.model_copy(update=update)
     return config.model_copy(update={"model": model})
+
+
+def resolve_condition(condition: Any, dataset: Dataset) -> Any:
+    """A conditional model's config with ``num_classes`` from ``dataset``; clear errors when the dataset
+    has no labels or more classes than configured."""
+    from vaelab.data import DataError
+
+    classes = getattr(dataset, "num_classes", None)
+    if getattr(dataset, "labels", None) is None or not classes:
+        raise DataError(
+            f"model.condition needs class labels, but dataset {getattr(dataset, 'name', '?')!r} has none "
+            "(use a labelled dataset, e.g. mnist, digits, a folder with class sub-folders or a .npz with "
+            "'labels')"
+        )
+    if condition.num_classes is not None and condition.num_classes < classes:
+        raise ValueError(
+            f"model.condition.num_classes={condition.num_classes} but dataset "
+            f"{getattr(dataset, 'name', '?')!r} has {classes} classes"
+        )
+    return condition.model_copy(update={"num_classes": condition.num_classes or classes})
 
 
 def build_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
@@ -77,10 +103,12 @@ def build_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), **kwargs)
 
 
-def _first_images(dataset: Dataset, n: int, generator: torch.Generator) -> torch.Tensor:
-    """A fixed random choice of ``n`` images in [0, 1] (datasets may be sorted by class)."""
-    images, _ = next(iter(batches(dataset, n, shuffle=True, generator=generator)))
-    return to_float(images, "none")
+def _first_images(
+    dataset: Dataset, n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A fixed random choice of ``n`` images in [0, 1] (datasets may be sorted by class), and labels."""
+    images, labels = next(iter(batches(dataset, n, shuffle=True, generator=generator)))
+    return to_float(images, "none"), labels
 
 
 def train(
@@ -106,7 +134,8 @@ def train(
     seed_everything(tc.seed)
     ctx = D.init_distributed(tc.device)
     train_set, val_set = data if data is not None else prepare_data(config, progress and ctx.is_main)
-    config = resolve_model_config(config, train_set.image_shape)
+    config = resolve_model_config(config, train_set.image_shape, train_set)
+    conditional = config.model.condition is not None
 
     state: dict[str, Any] | None = None
     problem = None
@@ -153,13 +182,13 @@ def train(
     if ema is not None and state is not None and "ema" in state:
         ema.load_state_dict(state["ema"])
     net = DistributedDataParallel(model) if ctx.distributed else model
-    objective = build_objective(config.objective)
+    objective = build_objective(config.objective, dataset_size=len(train_set))
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
 
-    def compute_terms(x: torch.Tensor, beta: torch.Tensor) -> LossTerms:
+    def compute_terms(x: torch.Tensor, y: torch.Tensor | None, beta: torch.Tensor) -> LossTerms:
         with autocast:
             # beta: a tensor, so torch.compile does not recompile per value
-            return objective(net(x, **objective.forward_kwargs), beta)
+            return objective(net(x, y, **objective.forward_kwargs), beta)
 
     step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
 
@@ -178,7 +207,10 @@ def train(
     history = read_metrics(run_dir) if ctx.is_main else []
     grid_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "grid"))
     grid_z = model.prior.sample(tc.grid_samples, generator=grid_gen)
-    recon_inputs = _first_images(val_set if len(val_set) else train_set, tc.grid_reconstructions, grid_gen)
+    recon_images, recon_labels = _first_images(
+        val_set if len(val_set) else train_set, tc.grid_reconstructions, grid_gen
+    )
+    recon_inputs = (recon_images, recon_labels if conditional else None)
     binarize = config.data.binarize
 
     def checkpoint(
@@ -242,7 +274,7 @@ def train(
                     dynamic_ncols=True,
                 )
                 stream = batches(train_set, tc.batch_size, shuffle=True, generator=shuffle_gen)
-                for k, (images, _labels) in enumerate(stream):
+                for k, (images, labels) in enumerate(stream):
                     if epoch == start_epoch and k < skip:
                         continue  # replay the epoch's order up to where the checkpoint was taken
                     # Binarise the whole global batch with the shared generator, then take this
@@ -252,7 +284,8 @@ def train(
                     if len(x_all) < ctx.world_size:
                         continue  # a final global batch smaller than the number of ranks
                     x = x_all[lo:hi].to(ctx.device, non_blocking=True)
-                    terms = step_terms(x, torch.tensor(kl_weight(step, tc)))
+                    y = labels[lo:hi].to(ctx.device, non_blocking=True) if conditional else None
+                    terms = step_terms(x, y, torch.tensor(kl_weight(step, tc)))
                     # DDP averages gradients over ranks; weighting each rank's mean by its share of
                     # the global batch makes that average the gradient of the global batch's mean.
                     loss = terms.loss * ((hi - lo) * ctx.world_size / len(x_all))
@@ -362,7 +395,7 @@ def _end_of_epoch(
     val_set: Dataset,
     row: dict[str, Any],
     grid_z: torch.Tensor,
-    recon_inputs: torch.Tensor,
+    recon_inputs: tuple[torch.Tensor, torch.Tensor | None],
     logger: MetricsLogger,
     history: list[dict[str, Any]],
     log: bool,
@@ -393,7 +426,7 @@ def _end_of_epoch(
             )
         )
     if last or epoch % tc.image_every == 0:
-        write_grids(model, run_dir, epoch, grid_z, recon_inputs, logger, step)
+        write_grids(model, run_dir, epoch, grid_z, *recon_inputs, logger, step)
     model.save_pretrained(
         run_dir / "model", extra={"epoch": epoch, "step": step, "data": config.data.model_dump(mode="json")}
     )
