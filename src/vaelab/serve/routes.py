@@ -151,7 +151,11 @@ def sample_images(
         raise HTTPException(422, "class-conditional sampling is not supported by this version of vaelab")
     gen = torch.Generator().manual_seed(body.seed)
     z = m.model.prior.sample(body.n, body.temperature, generator=gen)
-    images = decode(m, z)
+    if m.model.hierarchical:  # lower layers draw from their priors too (same seed: the same top z)
+        seeded = torch.Generator().manual_seed(body.seed)
+        images = m.model.sample(body.n, body.temperature, generator=seeded).cpu()
+    else:
+        images = decode(m, z)
     nrow = min(body.n, 8)
     return images_response(images, format, nrow, latents=z)
 
