@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ def evaluate_elbo(
     batch_size: int = 1000,
     binarize: str = "none",
     seed: int = 0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Mean ELBO, log p(x|z) and KL over ``dataset`` with one posterior sample per image.
 
     With ``binarize="dynamic"`` the images are binarised once with a generator seeded by ``seed``, so
@@ -40,14 +41,22 @@ def evaluate_elbo(
     """
     gen = torch.Generator().manual_seed(seed)
     totals = torch.zeros(3, dtype=torch.float64)
+    layer_totals: torch.Tensor | None = torch.zeros(model.num_stochastic_layers, dtype=torch.float64)
     n = 0
     for out in _outputs(model, dataset, batch_size, binarize, gen):
         totals += torch.stack([out.elbo.sum(), out.log_px_z.sum(), out.kl.sum()]).double().cpu()
+        if out.kl_layers is None:  # a KL that does not split by layer: report none rather than zeros
+            layer_totals = None
+        elif layer_totals is not None:
+            layer_totals += out.kl_layers.sum(0).double().cpu()
         n += out.elbo.shape[0]
     if n == 0:
         return {"elbo": float("nan"), "log_px_z": float("nan"), "kl": float("nan"), "n": 0}
     elbo, log_px_z, kl = (totals / n).tolist()
-    return {"elbo": elbo, "log_px_z": log_px_z, "kl": kl, "n": n}
+    result: dict[str, Any] = {"elbo": elbo, "log_px_z": log_px_z, "kl": kl, "n": n}
+    if layer_totals is not None and model.num_stochastic_layers > 1:  # each layer's rate, top first
+        result["kl_layers"] = (layer_totals / n).tolist()
+    return result
 
 
 @torch.inference_mode()

@@ -156,7 +156,9 @@ def sample_images(
         labels = balanced_labels(body.n, list(range(len(m.classes))))
     gen = torch.Generator().manual_seed(body.seed)
     z = m.model.prior.sample(body.n, body.temperature, generator=gen)
-    images = decode(m, z, labels)
+    # decode_sample: a hierarchical model's lower layers draw from their priors, from the same generator
+    lab = labels.to(m.model.device) if labels is not None else None
+    images = m.model.decode_sample(z, lab, temperature=body.temperature, generator=gen).cpu()
     nrow = min(body.n, 8)
     return images_response(images, format, nrow, latents=z)
 

@@ -414,6 +414,8 @@ def _end_of_epoch(
         val_elbo=val["elbo"], val_neg_elbo=-val["elbo"], val_log_px_z=val["log_px_z"], val_kl=val["kl"]
     )
     row.update(posterior_health(model, val_set, images=tc.eval_images, binarize=binarize, seed=val_seed))
+    if "kl_layers" in val:  # hierarchical models: validation KL of each stochastic layer (1 = top)
+        row.update({f"val_kl_layer{i + 1}": kl for i, kl in enumerate(val["kl_layers"])})
     if tc.eval_every and (last or epoch % tc.eval_every == 0):
         row.update(
             quick_evaluate(
