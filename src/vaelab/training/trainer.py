@@ -37,7 +37,8 @@ Dataset = ImageDataset | PackedDataset
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: where the run lives, the trained model and the per-epoch metrics."""
+    """What ``train`` returns: where the run lives, the trained model (the EMA weights when
+    ``train.ema_decay`` is on, as saved in ``model/``) and the per-epoch metrics."""
 
     run_dir: Path
     model: VAE
@@ -337,8 +338,9 @@ def train(
         # (and after every rank got here) keeps gloo's threads from dying at interpreter exit.
         net = None
         D.shutdown(ctx, wait=finished)
-    model.eval()
-    return TrainResult(run_dir=run_dir, model=model, history=history)
+    final = eval_model(model, ema)  # the weights that were saved: the EMA's when it is on
+    final.eval()
+    return TrainResult(run_dir=run_dir, model=final, history=history)
 
 
 def _batch_sums(terms: LossTerms, b: int) -> torch.Tensor:
