@@ -27,6 +27,7 @@ def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_saved(tiny_config
     # sampling from the saved run uses those weights
     loaded = VAE.from_pretrained(tmp_path / "run")
     assert all(torch.equal(v, ema[k]) for k, v in loaded.state_dict().items())
+    assert all(torch.equal(v, ema[k]) for k, v in result.model.state_dict().items())  # the API's too
     assert loaded.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 1, 12, 12)
 
 

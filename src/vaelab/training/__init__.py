@@ -10,9 +10,11 @@ from typing import Any
 
 from vaelab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaelab.training.config import TrainConfig
+from vaelab.training.stability import PoisonedWeightsError
 
 __all__ = [
     "CheckpointError",
+    "PoisonedWeightsError",
     "TrainConfig",
     "TrainResult",
     "load_checkpoint",

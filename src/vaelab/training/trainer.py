@@ -9,7 +9,6 @@ and ends with the same weights as a run that never stopped (on the CPU, same mac
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +20,14 @@ from tqdm.auto import tqdm
 
 from vaelab.config import RunConfig
 from vaelab.data import ImageDataset, PackedDataset, batches, load_dataset, to_float
-from vaelab.evaluation.elbo import evaluate_elbo
-from vaelab.evaluation.report import quick_evaluate
-from vaelab.io.rundir import MetricsLogger, plot_loss_curve, read_metrics, write_metrics
+from vaelab.io.rundir import MetricsLogger, read_metrics, write_metrics
 from vaelab.models.vae import VAE
 from vaelab.objectives import LossTerms, build_objective
 from vaelab.runtime import derive_seed, seed_everything
 from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from vaelab.training.ema import build_ema, eval_model
-from vaelab.training.health import posterior_health
-from vaelab.training.rundir import write_grids, write_run_files
+from vaelab.training.rundir import end_of_epoch, write_run_files
 from vaelab.training.schedules import build_lr_scheduler, kl_weight
 from vaelab.training.signals import TrainingInterrupted, graceful_stop
 from vaelab.training.stability import UpdateGuard, check_finite
@@ -41,7 +37,8 @@ Dataset = ImageDataset | PackedDataset
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: where the run lives, the trained model and the per-epoch metrics."""
+    """What ``train`` returns: where the run lives, the trained model (the EMA weights when
+    ``train.ema_decay`` is on, as saved in ``model/``) and the per-epoch metrics."""
 
     run_dir: Path
     model: VAE
@@ -345,7 +342,7 @@ def train(
                         "kl_weight": kl_weight(step, tc),
                         **guard.summary(),
                     }
-                    _end_of_epoch(
+                    end_of_epoch(
                         eval_model(model, ema),
                         config,
                         run_dir,
@@ -375,8 +372,9 @@ def train(
         # (and after every rank got here) keeps gloo's threads from dying at interpreter exit.
         net = None
         D.shutdown(ctx, wait=finished)
-    model.eval()
-    return TrainResult(run_dir=run_dir, model=model, history=history)
+    final = eval_model(model, ema)  # the weights that were saved: the EMA's when it is on
+    final.eval()
+    return TrainResult(run_dir=run_dir, model=final, history=history)
 
 
 def _batch_sums(terms: LossTerms, b: int) -> torch.Tensor:
@@ -384,64 +382,3 @@ def _batch_sums(terms: LossTerms, b: int) -> torch.Tensor:
     parts = [terms.loss.detach() * b, terms.elbo.detach().sum(), terms.log_px_z.detach().sum()]
     parts += [terms.kl.detach().sum(), torch.tensor(float(b))]
     return torch.stack(parts).double().cpu()
-
-
-def _end_of_epoch(
-    model: VAE,
-    config: RunConfig,
-    run_dir: Path,
-    epoch: int,
-    step: int,
-    val_set: Dataset,
-    row: dict[str, Any],
-    grid_z: torch.Tensor,
-    recon_inputs: tuple[torch.Tensor, torch.Tensor | None],
-    logger: MetricsLogger,
-    history: list[dict[str, Any]],
-    log: bool,
-    t0: float,
-    last: bool,
-) -> None:
-    """Rank 0 after each epoch: validation ELBO, optional cheap IW evaluation, grids, saved model, logs.
-
-    ``model`` is the one to evaluate and save: the EMA copy when train.ema_decay is on.
-    """
-    tc = config.train
-    binarize = config.data.binarize
-    val_seed = derive_seed(config.data.split_seed, "val-binarize")
-    val = evaluate_elbo(model, val_set, batch_size=tc.eval_batch_size, binarize=binarize, seed=val_seed)
-    row.update(
-        val_elbo=val["elbo"], val_neg_elbo=-val["elbo"], val_log_px_z=val["log_px_z"], val_kl=val["kl"]
-    )
-    row.update(posterior_health(model, val_set, images=tc.eval_images, binarize=binarize, seed=val_seed))
-    if "kl_layers" in val:  # hierarchical models: validation KL of each stochastic layer (1 = top)
-        row.update({f"val_kl_layer{i + 1}": kl for i, kl in enumerate(val["kl_layers"])})
-    if tc.eval_every and (last or epoch % tc.eval_every == 0):
-        row.update(
-            quick_evaluate(
-                model,
-                val_set,
-                iw_samples=tc.eval_iw_samples,
-                images=tc.eval_images,
-                binarize=binarize,
-                seed=val_seed,
-            )
-        )
-    if last or epoch % tc.image_every == 0:
-        write_grids(model, run_dir, epoch, grid_z, *recon_inputs, logger, step)
-    model.save_pretrained(
-        run_dir / "model", extra={"epoch": epoch, "step": step, "data": config.data.model_dump(mode="json")}
-    )
-    row["epoch_seconds"] = time.perf_counter() - t0
-    logger.log(row, step)
-    history.append(row)
-    if last or epoch % max(1, tc.epochs // 20) == 0:
-        plot_loss_curve(history, run_dir / "loss_curve.png")
-    if log:
-        tqdm.write(
-            f"epoch {epoch}/{tc.epochs}  train -ELBO {-row['train_elbo']:.2f}  val -ELBO {-val['elbo']:.2f}  "
-            f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  active {row.get('val_active_units', '?')}  "
-            f"skipped {row['skipped_updates']}  ({row['train_seconds']:.1f}s, "
-            f"{row['images_per_s']:.0f} img/s)",
-            file=sys.stderr,
-        )
