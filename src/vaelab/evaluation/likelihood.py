@@ -87,21 +87,29 @@ def iw_log_likelihood_batch(
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     report_ks: tuple[int, ...] = (),
+    precision: str = "fp32",
 ) -> dict[int, torch.Tensor]:
     """Importance-weighted log p(x) of each image in ``x`` (B, C, H, W); float64, nats.
 
     Returns {K': (B,) estimate} for ``iw_samples`` and every K' in ``report_ks`` (each uses the first
     K' of the same samples). Latents come from torch's global generator: seed it (or fork it) for
     repeatable numbers. At most ``max_elements`` decoder outputs (chunk x B x pixels) exist at once.
+    ``precision="bf16"`` runs the encoder's and decoder's matmuls under bf16 autocast (the log
+    densities stay fp32, the sums over samples fp64); see docs/performance.md for how far it moves
+    the estimate.
     """
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16; got {precision!r}")
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     b = x.shape[0]
     c, h, w = model.image_shape
     per_image = model.likelihood.params_per_channel * c * h * w
     chunk = max(1, min(iw_samples, max_elements // max(1, b * per_image)))
     stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
-    posterior = model.encode(x)
+    with autocast:
+        posterior = model.encode(x)
     prior = model.prior()
     # The images repeated once per sample of a full chunk, built once per batch and sliced for a short
     # last chunk: p(x|z) of the likelihood part is then evaluated exactly as in training.
@@ -115,7 +123,9 @@ def iw_log_likelihood_batch(
             z = posterior.sample((k,))  # (k, B, D)
             log_q = posterior.log_prob(z)
             log_pz = prior.log_prob(z)
-            log_px_z = model.px_z(z.reshape(k * b, -1)).log_prob(x_rep[: k * b]).view(k, b)
+            with autocast:
+                px_z = model.px_z(z.reshape(k * b, -1))  # the model casts the parameters to fp32
+            log_px_z = px_z.log_prob(x_rep[: k * b]).view(k, b)
             log_w = (log_px_z + log_pz - log_q).double()
             running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
             done += k
@@ -139,12 +149,14 @@ def evaluate_log_likelihood(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> LogLikelihood:
     """Importance-weighted log p(x) of every image of ``dataset`` (pixels used as stored, /255).
 
     Binarise the dataset beforehand (see ``fixed_inputs``) for the binarised-MNIST protocol. The
     latents are drawn from a generator seeded with ``seed`` inside a forked RNG, so the caller's
     random state is untouched and the same seed gives the same number on the same machine.
+    ``precision="bf16"``: bf16 autocast for the network's matmuls (see ``iw_log_likelihood_batch``).
     """
     was_training = model.training
     model.eval()
@@ -167,7 +179,9 @@ def evaluate_log_likelihood(
         torch.manual_seed(seed)
         for images, _ in batches(dataset, bsz, shuffle=False):
             x = to_float(images.to(device), "none")
-            est = iw_log_likelihood_batch(model, x, iw_samples, max_elements=max_elements, report_ks=ks)
+            est = iw_log_likelihood_batch(
+                model, x, iw_samples, max_elements=max_elements, report_ks=ks, precision=precision
+            )
             for k in ks:
                 parts[k].append(est[k])
             bar.update(images.shape[0])

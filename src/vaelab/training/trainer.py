@@ -25,12 +25,13 @@ from vaelab.evaluation.elbo import evaluate_elbo
 from vaelab.evaluation.report import quick_evaluate
 from vaelab.io.rundir import MetricsLogger, plot_loss_curve, read_metrics, write_metrics
 from vaelab.models.vae import VAE
-from vaelab.objectives import LossTerms, build_objective
-from vaelab.runtime import derive_seed, seed_everything
+from vaelab.objectives import build_objective
+from vaelab.runtime import derive_seed, peak_rss_mb, seed_everything
 from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from vaelab.training.rundir import write_grids, write_run_files
 from vaelab.training.signals import TrainingInterrupted, graceful_stop
+from vaelab.training.step import build_step, step_flops
 
 Dataset = ImageDataset | PackedDataset
 
@@ -138,15 +139,12 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, skip, step = int(state["epoch"]) + 1, int(state["batch"]), int(state["step"])
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model) if ctx.distributed else model
     objective = build_objective(config.objective)
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-
-    def compute_terms(x: torch.Tensor) -> LossTerms:
-        with autocast:
-            return objective(net(x))
-
-    step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
+    run_step = build_step(net, objective, optimizer, tc, ctx.device)
+    flops = step_flops(model, objective, tc, ctx.device) if tc.log_flops else None
 
     logger = None
     if ctx.is_main:
@@ -226,13 +224,9 @@ def train(
                     if len(x_all) < ctx.world_size:
                         continue  # a final global batch smaller than the number of ranks
                     x = x_all[lo:hi].to(ctx.device, non_blocking=True)
-                    terms = step_terms(x)
                     # DDP averages gradients over ranks; weighting each rank's mean by its share of
                     # the global batch makes that average the gradient of the global batch's mean.
-                    loss = terms.loss * ((hi - lo) * ctx.world_size / len(x_all))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    terms = run_step(x, (hi - lo) * ctx.world_size / len(x_all))
                     step += 1
                     b = hi - lo
                     sums += (
@@ -281,6 +275,9 @@ def train(
                         "train_seconds": train_seconds,
                         "images_per_s": seen / train_seconds if train_seconds > 0 else None,
                     }
+                    row["peak_rss_mb"] = peak_rss_mb()  # the process's high-water mark so far
+                    if flops is not None and row["images_per_s"]:
+                        row.update(flops.rates(row["images_per_s"], ctx.world_size))
                     _end_of_epoch(
                         model,
                         config,
@@ -360,6 +357,13 @@ def _end_of_epoch(
         tqdm.write(
             f"epoch {epoch}/{tc.epochs}  train -ELBO {-row['train_elbo']:.2f}  val -ELBO {-val['elbo']:.2f}  "
             f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  ({row['train_seconds']:.1f}s, "
-            f"{row['images_per_s']:.0f} img/s)",
+            f"{row['images_per_s']:.0f} img/s{_flops_note(row)})",
             file=sys.stderr,
         )
+
+
+def _flops_note(row: dict[str, Any]) -> str:
+    """The epoch line's ", 52 GFLOP/s = 29% of peak" when the step's FLOPs were counted."""
+    if "gflop_per_s" not in row:
+        return ""
+    return f", {row['gflop_per_s']:.0f} GFLOP/s = {row['peak_fraction']:.0%} of peak"
