@@ -50,7 +50,9 @@ def _matmul_peak(dtype_name: str, device: str, n: int, seconds: float, threads: 
     dtype, dev = DTYPES[dtype_name], torch.device(device)
     a = torch.randn(n, n, device=dev).to(dtype)
     b = torch.randn(n, n, device=dev).to(dtype)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = {"cuda": torch.cuda.synchronize, "mps": getattr(torch, "mps", None) and torch.mps.synchronize}.get(
+        dev.type
+    ) or (lambda: None)
     for _ in range(2):  # warm-up: thread pool, kernel selection, caches
         torch.mm(a, b)
     sync()
