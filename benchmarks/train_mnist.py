@@ -1,11 +1,12 @@
-"""Seed VAE on MNIST: vaelab's tensor-slice data path against a conventional per-item DataLoader.
+"""A VAE on MNIST: vaelab's tensor-slice data path against a conventional per-item DataLoader.
 
-Both paths train the same model (configs/seed.yaml) with the same objective, optimiser, seed and
-dynamic binarisation for the same number of epochs, each in its own subprocess (so peak RSS is per
-path); both are then scored on the MNIST test set (test -ELBO, nats, one posterior sample per image,
-test set binarised once with a fixed seed). Prints one JSON object.
+Both paths train the same model (``--config``, default configs/seed.yaml) with the same objective,
+optimiser, seed and dynamic binarisation for the same number of epochs, each in its own subprocess
+(so peak RSS is per path); both are then scored on the MNIST test set (test -ELBO, nats, one
+posterior sample per image, test set binarised once with a fixed seed). Prints one JSON object.
 
     python benchmarks/train_mnist.py --epochs 10            # needs MNIST under $VAELAB_DATA/mnist
+    python benchmarks/train_mnist.py --config configs/conv.yaml --epochs 2 --variants vaelab-channels_last
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _data_only_seconds(path: str, train_set, loader) -> float:
     return time.perf_counter() - t0
 
 
-def run_path(path: str, epochs: int, workers: int, threads: int | None) -> dict:
+def run_path(path: str, epochs: int, workers: int, threads: int | None, config_file: str) -> dict:
     """Train with one data path in this process and return its timings and test ELBO."""
     import numpy as np
     import torch
@@ -61,7 +62,9 @@ def run_path(path: str, epochs: int, workers: int, threads: int | None) -> dict:
         overrides.append("train.precision=bf16")
     if "compile" in path:
         overrides.append("train.compile=true")
-    config = load_config(REPO / "configs" / "seed.yaml", overrides)
+    if "channels_last" in path:
+        overrides.append("train.channels_last=true")
+    config = load_config(config_file, overrides)
     test = load_dataset(config.data, "test", progress=False)
     train_set, val_set = prepare_data(config, progress=False)
     out: dict = {"path": path, "train_images": len(train_set)}
@@ -73,6 +76,8 @@ def run_path(path: str, epochs: int, workers: int, threads: int | None) -> dict:
         model = result.model
         out["epoch_train_seconds"] = [r["train_seconds"] for r in result.history]
         out["epoch_total_seconds"] = [r["epoch_seconds"] for r in result.history]
+        out["epoch_peak_rss_mb"] = [r.get("peak_rss_mb") for r in result.history]
+        out["epoch_peak_fraction"] = [r.get("peak_fraction") for r in result.history]
     else:
 
         class TorchvisionStyleMNIST(Dataset):
@@ -137,18 +142,21 @@ def run_path(path: str, epochs: int, workers: int, threads: int | None) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--config", default=str(REPO / "configs" / "seed.yaml"), help="any model config YAML")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers to try")
     p.add_argument(
         "--variants",
         nargs="*",
         default=["vaelab-bf16", "vaelab-compile", "vaelab-compile-bf16"],
-        help="vaelab variants to run beside the default (vaelab): vaelab-bf16, vaelab-compile, ...",
+        help="vaelab variants beside the default: vaelab-bf16, vaelab-compile, vaelab-channels_last, ...",
     )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--_child", nargs=2, metavar=("PATH", "WORKERS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
-        print(json.dumps(run_path(args._child[0], args.epochs, int(args._child[1]), args.threads)))
+        print(
+            json.dumps(run_path(args._child[0], args.epochs, int(args._child[1]), args.threads, args.config))
+        )
         return
 
     from vaelab.runtime import environment
@@ -156,7 +164,8 @@ def main() -> None:
     results = []
     paths = [("vaelab", 0)] + [(v, 0) for v in args.variants] + [("dataloader", w) for w in args.workers]
     for path, workers in paths:
-        cmd = [sys.executable, __file__, "--epochs", str(args.epochs), "--_child", path, str(workers)]
+        cmd = [sys.executable, __file__, "--epochs", str(args.epochs), "--config", args.config]
+        cmd += ["--_child", path, str(workers)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         print(f"running {path} (workers={workers}) ...", file=sys.stderr, flush=True)
@@ -174,7 +183,7 @@ def main() -> None:
             r["test_neg_elbo_minus_vaelab_default"] = r["test_neg_elbo"] - ours["test_neg_elbo"]
     report = {
         "benchmark": "train_mnist",
-        "config": "configs/seed.yaml",
+        "config": args.config,
         "epochs": args.epochs,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "environment": environment(),

@@ -88,6 +88,7 @@ def iw_log_likelihood_batch(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     report_ks: tuple[int, ...] = (),
     labels: torch.Tensor | None = None,
+    precision: str = "fp32",
 ) -> dict[int, torch.Tensor]:
     """Importance-weighted log p(x) of each image in ``x`` (B, C, H, W); float64, nats.
 
@@ -95,9 +96,15 @@ def iw_log_likelihood_batch(
     K' of the same samples). Latents come from torch's global generator: seed it (or fork it) for
     repeatable numbers. At most ``max_elements`` decoder outputs (chunk x B x pixels) exist at once.
     A conditional model needs the images' ``labels`` (B,): the estimate is then of log p(x|y).
+    ``precision="bf16"`` runs the encoder's and decoder's matmuls under bf16 autocast (the log
+    densities stay fp32, the sums over samples fp64); see docs/performance.md for how far it moves
+    the estimate.
     """
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1; got {iw_samples}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16; got {precision!r}")
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     b = x.shape[0]
     chunk = max(1, min(iw_samples, max_elements // max(1, b * model.elements_per_sample())))
     stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
@@ -108,8 +115,10 @@ def iw_log_likelihood_batch(
         while done < stop:
             k = min(chunk, stop - done)
             # The model's one importance-weight hook (also behind the IWAE objective): (k, B) values of
-            # log p(x, z) - log q(z|x), over every stochastic layer of a hierarchical model.
-            log_w = model.log_importance_weights(x, k, labels).double()
+            # log p(x, z) - log q(z|x), over every stochastic layer of a hierarchical model. Under bf16
+            # autocast only matmuls/convolutions drop to bf16: the model builds its densities in fp32.
+            with autocast:
+                log_w = model.log_importance_weights(x, k, labels).double()
             running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
             done += k
         out[stop] = (running - math.log(stop)).cpu()
@@ -130,12 +139,14 @@ def evaluate_log_likelihood(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     seed: int = 0,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> LogLikelihood:
     """Importance-weighted log p(x) of every image of ``dataset`` (pixels used as stored, /255).
 
     Binarise the dataset beforehand (see ``fixed_inputs``) for the binarised-MNIST protocol. The
     latents are drawn from a generator seeded with ``seed`` inside a forked RNG, so the caller's
     random state is untouched and the same seed gives the same number on the same machine.
+    ``precision="bf16"``: bf16 autocast for the network's matmuls (see ``iw_log_likelihood_batch``).
     """
     was_training = model.training
     model.eval()
@@ -160,7 +171,7 @@ def evaluate_log_likelihood(
             x = to_float(images.to(device), "none")
             y = labels.to(device) if model.num_classes and labels is not None else None
             est = iw_log_likelihood_batch(
-                model, x, iw_samples, max_elements=max_elements, report_ks=ks, labels=y
+                model, x, iw_samples, max_elements=max_elements, report_ks=ks, labels=y, precision=precision
             )
             for k in ks:
                 parts[k].append(est[k])

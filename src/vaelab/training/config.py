@@ -25,10 +25,17 @@ class TrainConfig(BaseModel):
     fused_optimizer: bool = True
     # fp32, or bf16 autocast for the forward and backward pass (weights, optimiser and every
     # reported number stay fp32). bf16 pays off on CPUs with AVX512-BF16 or AMX and on recent GPUs.
-    precision: Literal["fp32", "bf16"] = "fp32"
-    # torch.compile the forward pass and the objective (inductor; CPUs too): fuses the small
-    # element-wise ops around the matmuls. Costs ~10-25 s of compilation at the start of a run.
+    # fp16 (CUDA only) autocasts to float16 and scales the loss (torch.amp.GradScaler).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # torch.compile the forward pass and the objective (inductor; CPUs too; the backward is compiled
+    # with it): fuses the small element-wise ops around the matmuls. Costs ~10-60 s of compilation.
     compile: bool = False
+    # Model and 4-d inputs in channels-last (NHWC) memory order, which oneDNN / cuDNN convolutions
+    # prefer; no effect on MLPs. See docs/performance.md for when it pays.
+    channels_last: bool = False
+    # Count the step's FLOPs (torch.utils.flop_counter) and time a short matmul once per process, to
+    # log achieved FLOP/s and its fraction of the machine's measured peak in every epoch line.
+    log_flops: bool = True
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     # Torch intra-op threads on the CPU; None keeps torch's default (one per core).

@@ -152,6 +152,13 @@ def end_of_epoch(
             f"epoch {epoch}/{tc.epochs}  train -ELBO {-row['train_elbo']:.2f}  val -ELBO {-val['elbo']:.2f}  "
             f"KL {val['kl']:.2f}  rec {-val['log_px_z']:.2f}  active {row.get('val_active_units', '?')}  "
             f"skipped {row['skipped_updates']}  ({row['train_seconds']:.1f}s, "
-            f"{row['images_per_s']:.0f} img/s)",
+            f"{row['images_per_s']:.0f} img/s{_flops_note(row)})",
             file=sys.stderr,
         )
+
+
+def _flops_note(row: dict[str, Any]) -> str:
+    """The epoch line's ", 52 GFLOP/s = 29% of peak" when the step's FLOPs were counted."""
+    if "gflop_per_s" not in row:
+        return ""
+    return f", {row['gflop_per_s']:.0f} GFLOP/s = {row['peak_fraction']:.0%} of peak"

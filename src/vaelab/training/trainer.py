@@ -10,6 +10,7 @@ and ends with the same weights as a run that never stopped (on the CPU, same mac
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from vaelab.data import ImageDataset, PackedDataset, batches, load_dataset, to_f
 from vaelab.io.rundir import MetricsLogger, read_metrics, write_metrics
 from vaelab.models.vae import VAE
 from vaelab.objectives import LossTerms, build_objective
-from vaelab.runtime import derive_seed, seed_everything
+from vaelab.runtime import derive_seed, peak_rss_mb, seed_everything
 from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from vaelab.training.ema import build_ema, eval_model
@@ -31,6 +32,7 @@ from vaelab.training.rundir import end_of_epoch, write_run_files
 from vaelab.training.schedules import build_lr_scheduler, kl_weight
 from vaelab.training.signals import TrainingInterrupted, graceful_stop
 from vaelab.training.stability import UpdateGuard, check_finite
+from vaelab.training.step import build_step, step_flops
 
 Dataset = ImageDataset | PackedDataset
 
@@ -178,16 +180,26 @@ def train(
     ema = build_ema(model, tc.ema_decay)  # after loading: an EMA switched on at a resume starts here
     if ema is not None and state is not None and "ema" in state:
         ema.load_state_dict(state["ema"])
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model) if ctx.distributed else model
     objective = build_objective(config.objective, dataset_size=len(train_set))
-    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-
-    def compute_terms(x: torch.Tensor, y: torch.Tensor | None, beta: torch.Tensor) -> LossTerms:
-        with autocast:
-            # beta: a tensor, so torch.compile does not recompile per value
-            return objective(net(x, y, **objective.forward_kwargs), beta)
-
-    step_terms = torch.compile(compute_terms) if tc.compile else compute_terms
+    run_step = build_step(
+        net,
+        objective,
+        optimizer,
+        tc,
+        ctx.device,
+        guard=guard,  # clip, or skip a NaN/exploding update on every rank
+        ctx=ctx,
+        on_update=(lambda: ema.update_parameters(model)) if ema is not None else None,
+    )
+    flops = None
+    if tc.log_flops:
+        try:
+            flops = step_flops(model, objective, tc, ctx.device)
+        except Exception as exc:  # a FLOP count must never stop a run: log without it
+            warnings.warn(f"FLOPs not counted ({exc}); the log shows images/s only", stacklevel=2)
 
     logger = None
     if ctx.is_main:
@@ -282,17 +294,10 @@ def train(
                         continue  # a final global batch smaller than the number of ranks
                     x = x_all[lo:hi].to(ctx.device, non_blocking=True)
                     y = labels[lo:hi].to(ctx.device, non_blocking=True) if conditional else None
-                    terms = step_terms(x, y, torch.tensor(kl_weight(step, tc)))
                     # DDP averages gradients over ranks; weighting each rank's mean by its share of
                     # the global batch makes that average the gradient of the global batch's mean.
-                    loss = terms.loss * ((hi - lo) * ctx.world_size / len(x_all))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    applied = guard.allow(terms.loss, ctx)  # clip, or skip a NaN/exploding update
-                    if applied:
-                        optimizer.step()
-                        if ema is not None:
-                            ema.update_parameters(model)
+                    share = (hi - lo) * ctx.world_size / len(x_all)
+                    terms, applied = run_step(x, y, kl_weight(step, tc), share)
                     scheduler.step()  # schedules follow the batch count, skipped updates included
                     step += 1
                     b = hi - lo
@@ -342,6 +347,9 @@ def train(
                         "kl_weight": kl_weight(step, tc),
                         **guard.summary(),
                     }
+                    row["peak_rss_mb"] = peak_rss_mb()  # the process's high-water mark so far
+                    if flops is not None and row["images_per_s"]:
+                        row.update(flops.rates(row["images_per_s"], ctx.world_size))
                     end_of_epoch(
                         eval_model(model, ema),
                         config,

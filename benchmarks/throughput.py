@@ -1,0 +1,161 @@
+"""Training, evaluation and sampling throughput of one config, each speed switch in the same process.
+
+For ``--config`` (any model YAML; MNIST-shaped 1x28x28 batches) this prints one JSON object with:
+
+- ``train``: images/s of the training step (``vaelab.training.step.build_step``, what ``vaelab train``
+  runs) for each ``--variants`` entry (fp32, bf16, channels_last, compile, ... combinations joined by
+  ``+``), timed round-robin (``--rounds`` rounds of ``--steps`` steps each, medians), with model
+  FLOPs per image and the fraction of the measured matmul peak in the variant's precision;
+- ``iw_eval``: importance-weighted evaluation (``iw_log_likelihood_batch``) of ``--iw-images`` test-like
+  images at ``--iw-k`` samples in fp32 and bf16: decoder passes/s, the decoder's FLOPs per pass, the
+  fraction of the peak, and the projected time for K=5000 on 10,000 images (linear in passes);
+- ``sampling``: latency of one image (batch 1, median of 200) and of a batch of 1024 (median of 20).
+
+    python benchmarks/throughput.py --config configs/seed.yaml
+    python benchmarks/throughput.py --config configs/conv.yaml --variants fp32 bf16 channels_last
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from profile_step import setup
+
+from vaelab.evaluation import iw_log_likelihood_batch
+from vaelab.generation import sample
+from vaelab.perf import count_flops, cpu_features, matmul_peak
+from vaelab.runtime import environment
+
+REPO = Path(__file__).resolve().parents[1]
+SWITCHES = {
+    "fp32": [],
+    "bf16": ["train.precision=bf16"],
+    "channels_last": ["train.channels_last=true"],
+    "compile": ["train.compile=true"],
+}
+
+
+def overrides_of(variant: str) -> list[str]:
+    """``bf16+compile`` -> the config overrides of both switches."""
+    return [o for part in variant.split("+") for o in SWITCHES[part]]
+
+
+def train_throughput(config_file: str, variants: list[str], steps: int, rounds: int) -> list[dict]:
+    """Images/s per variant, the variants' timings interleaved so machine noise hits them alike."""
+    from vaelab.training.step import step_flops
+
+    built = {v: setup(config_file, overrides_of(v)) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for v, (_, _, _, step, x) in built.items():
+        for _ in range(5 if "compile" not in v else 15):  # warm-up (compilation for compile)
+            step(x)
+    for _ in range(rounds):
+        for v, (_, _, _, step, x) in built.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(x)
+            times[v].append((time.perf_counter() - t0) / steps)
+    out = []
+    for v, (config, model, objective, _, x) in built.items():
+        ips = len(x) / statistics.median(times[v])
+        flops = step_flops(model, objective, config.train, torch.device("cpu"))
+        out.append(
+            {
+                "variant": v,
+                "images_per_s": ips,
+                "ms_per_step": [t * 1e3 for t in times[v]],
+                **flops.rates(ips),
+            }
+        )
+    base = out[0]["images_per_s"]
+    for r in out:
+        r["speedup_over_" + variants[0]] = r["images_per_s"] / base
+    return out
+
+
+def iw_throughput(config_file: str, images: int, k: int, repeats: int) -> list[dict]:
+    """Decoder passes/s of importance-weighted evaluation in fp32 and bf16 (untrained weights: the
+    time does not depend on them), the decoder's FLOPs per pass and the projection to K=5000 x 10,000."""
+    _, model, _, _, _ = setup(config_file, [])
+    model.eval()
+    x = torch.bernoulli(torch.full((images, 1, 28, 28), 0.13), generator=torch.Generator().manual_seed(2))
+    z = torch.zeros(1, model.latent_dim)
+    with torch.no_grad():
+        per_pass = count_flops(lambda: model.decoder(z))
+    out = []
+    for precision in ("fp32", "bf16"):
+        secs, means = [], []
+        for r in range(repeats):
+            torch.manual_seed(r)
+            t0 = time.perf_counter()
+            est = iw_log_likelihood_batch(model, x, k, precision=precision)[k]
+            secs.append(time.perf_counter() - t0)
+            means.append(float(est.mean()))
+        t = statistics.median(secs)
+        passes = images * k / t
+        out.append(
+            {
+                "precision": precision,
+                "images": images,
+                "k": k,
+                "seconds": secs,
+                "decoder_passes_per_s": passes,
+                "decoder_gflop_per_pass": per_pass / 1e9,
+                "decoder_gflop_per_s": passes * per_pass / 1e9,
+                "peak_fraction": passes * per_pass / matmul_peak(precision),
+                "seconds_at_peak_for_k5000_x_10000": 5000 * 10_000 * per_pass / matmul_peak(precision),
+                "projected_seconds_k5000_x_10000": 5000 * 10_000 / passes,
+                "mean_log_px": means,
+            }
+        )
+    return out
+
+
+def sampling_latency(config_file: str) -> dict:
+    """Wall time of ``vaelab.generation.sample`` for one image and for a batch of 1024."""
+    _, model, _, _, _ = setup(config_file, [])
+    model.eval()
+
+    def timed(n: int, reps: int) -> float:
+        for _ in range(5):
+            sample(model, n, seed=0)
+        ts = []
+        for i in range(reps):
+            t0 = time.perf_counter()
+            sample(model, n, seed=i)
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts) * 1e3
+
+    return {"batch1_ms": timed(1, 200), "batch1024_ms": timed(1024, 20)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(REPO / "configs" / "seed.yaml"))
+    p.add_argument("--variants", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iw-images", type=int, default=100)
+    p.add_argument("--iw-k", type=int, default=1000)
+    p.add_argument("--iw-repeats", type=int, default=3)
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "iw_eval", "sampling"])
+    args = p.parse_args()
+    report: dict = {"benchmark": "throughput", "config": args.config, "cpu_features": cpu_features()}
+    report["matmul_peak_gflop_per_s"] = {pr: matmul_peak(pr) / 1e9 for pr in ("fp32", "bf16")}
+    if "train" not in args.skip:
+        report["train"] = train_throughput(args.config, args.variants, args.steps, args.rounds)
+    if "iw_eval" not in args.skip:
+        report["iw_eval"] = iw_throughput(args.config, args.iw_images, args.iw_k, args.iw_repeats)
+    if "sampling" not in args.skip:
+        report["sampling"] = sampling_latency(args.config)
+    report["environment"] = environment()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
