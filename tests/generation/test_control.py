@@ -16,21 +16,6 @@ from vaelab.generation import (
 )
 from vaelab.generation.conditional import balanced_labels, class_grid_latents, parse_classes
 from vaelab.generation.gmm_prior import GMM_NAME, fit_gmm_prior, load_gmm_prior, save_gmm_prior
-from vaelab.models import VAE, ModelConfig
-
-
-@pytest.fixture
-def model() -> VAE:
-    torch.manual_seed(0)
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 8, 8),
-            "latent_dim": 5,
-            "encoder": {"name": "mlp", "hidden_dims": [16]},
-            "decoder": {"name": "mlp", "hidden_dims": [16]},
-        }
-    )
-    return VAE(cfg).eval()
 
 
 @pytest.mark.parametrize("seed", range(5))

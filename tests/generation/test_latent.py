@@ -15,20 +15,6 @@ from vaelab.generation import (
 from vaelab.models import VAE, ModelConfig
 
 
-@pytest.fixture
-def model() -> VAE:
-    torch.manual_seed(0)
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 8, 8),
-            "latent_dim": 5,
-            "encoder": {"name": "mlp", "hidden_dims": [16]},
-            "decoder": {"name": "mlp", "hidden_dims": [16]},
-        }
-    )
-    return VAE(cfg).eval()
-
-
 def test_linear_interpolation_hits_both_ends_evenly():
     a, b = torch.tensor([0.0, 2.0]), torch.tensor([4.0, -2.0])
     z = interpolate_latents(a, b, 5)
@@ -110,7 +96,6 @@ def test_generated_tensors_can_feed_autograd():
     import torch
 
     from vaelab.generation import reconstruct, sample
-    from vaelab.models import VAE, ModelConfig
 
     model = VAE(ModelConfig(image_shape=(1, 6, 6), latent_dim=2))
     for images in (sample(model, 3, seed=0), reconstruct(model, torch.rand(3, 1, 6, 6))):

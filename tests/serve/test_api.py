@@ -297,3 +297,24 @@ def test_served_model_decodes_like_the_library(app, client):
         client.post(f"/api/models/{MLP}/decode", json={"z": z.tolist()}).json()["images"][0]
     )
     assert np.abs(got.astype(float) - want).max() <= 1
+
+
+def test_a_fitted_gmm_prior_is_offered_and_sampled(tiny_runs, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from vaelab.generation.gmm_prior import fit_gmm_prior, save_gmm_prior
+    from vaelab.models import VAE
+    from vaelab.serve import create_app_from_paths
+
+    run = tmp_path / "mlp"
+    shutil.copytree(tiny_runs["mlp"], run)
+    model = VAE.from_pretrained(run / "model")
+    save_gmm_prior(fit_gmm_prior(model, torch.rand(200, 1, SIDE, SIDE), components=3), run)
+    with TestClient(create_app_from_paths([run])) as c:
+        assert c.get("/api/models").json()[0]["priors"] == ["standard_normal", "gmm"]
+        url = f"/api/models/{MLP}/sample"
+        gmm = c.post(url, json={"n": 4, "seed": 1, "prior": "gmm"}).json()["latents"]
+        own = c.post(url, json={"n": 4, "seed": 1}).json()["latents"]
+    assert np.array(gmm).shape == (4, 4) and not np.allclose(gmm, own)

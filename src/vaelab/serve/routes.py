@@ -155,7 +155,10 @@ def sample_images(
     elif m.classes is not None:  # a conditional model with no class asked for: all classes, balanced
         labels = balanced_labels(body.n, list(range(len(m.classes))))
     gen = torch.Generator().manual_seed(body.seed)
-    z = m.model.prior.sample(body.n, body.temperature, generator=gen)
+    if body.prior == "gmm":  # the ex-post mixture fitted to the aggregate posterior
+        z = m.gmm_prior().sample(body.n, temperature=body.temperature, seed=body.seed).to(m.model.device)
+    else:
+        z = m.model.prior.sample(body.n, body.temperature, generator=gen)
     # decode_sample: a hierarchical model's lower layers draw from their priors, from the same generator
     lab = labels.to(m.model.device) if labels is not None else None
     images = m.model.decode_sample(z, lab, temperature=body.temperature, generator=gen).cpu()

@@ -59,8 +59,18 @@ class ServedModel:
     # --- what the model supports (where conditional models and other priors plug in) -----------------
     @property
     def priors(self) -> list[str]:
-        """Priors ``sample`` can draw from. Today the model's own; learned priors would add theirs."""
-        return [self.model.config.prior.name]
+        """Priors ``sample`` can draw from: the model's own, and ``gmm`` when ``vaelab fit-prior``
+        saved an ex-post mixture beside the model."""
+        from vaelab.generation.gmm_prior import GMM_NAME
+
+        own = [self.model.config.prior.name]
+        return [*own, "gmm"] if (resolve_model_dir(self.path) / GMM_NAME).is_file() else own
+
+    def gmm_prior(self) -> Any:
+        """The ex-post GMM prior saved beside the model (loaded once)."""
+        from vaelab.generation.gmm_prior import load_gmm_prior
+
+        return self._cached("gmm", lambda: load_gmm_prior(self.path, self.model.latent_dim))
 
     @property
     def classes(self) -> list[str] | None:
