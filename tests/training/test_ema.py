@@ -99,3 +99,14 @@ def test_an_interrupted_run_with_every_stabiliser_resumes_exactly(tiny_config, t
     for x, y in zip(full.history, resumed.history, strict=True):
         assert {k: x[k] for k in keys} == {k: y[k] for k in keys}
     assert full.history[0]["clipped_updates"] > 0  # the clipping really acted
+
+
+def test_the_ema_decay_warms_up_so_early_averages_forget_the_initial_weights():
+    from vaelab.training.ema import ema_decay_at, warmup_ema_multi_avg_fn
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10) == pytest.approx(11 / 20)
+    assert ema_decay_at(0.999, 10**6) == 0.999  # the configured decay once warmed up
+    ema, w = [torch.zeros(3)], [torch.ones(3)]
+    update = warmup_ema_multi_avg_fn(0.999)
+    update(ema, w, torch.tensor(1))  # second update: d = 2 / 11
+    assert torch.allclose(ema[0], torch.full((3,), 9 / 11))
