@@ -2,7 +2,6 @@
 interrupted run with every stabiliser on resumes to the same weights as one that never stopped."""
 
 import json
-import signal
 
 import pytest
 import torch
@@ -10,8 +9,7 @@ from safetensors.torch import load_file
 
 from vaelab.models import VAE
 from vaelab.training import load_checkpoint, train
-from vaelab.training import trainer as trainer_module
-from vaelab.training.signals import StopRequest, TrainingInterrupted
+from vaelab.training.signals import TrainingInterrupted
 
 
 def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_saved(tiny_config, tmp_path):
@@ -66,26 +64,12 @@ ALL_ON = [
 ]
 
 
-def test_an_interrupted_run_with_every_stabiliser_resumes_exactly(tiny_config, tmp_path, monkeypatch):
+def test_an_interrupted_run_with_every_stabiliser_resumes_exactly(
+    tiny_config, tmp_path, monkeypatch, stop_at_step
+):
     full = train(tiny_config(2, *ALL_ON), tmp_path / "full", progress=False, log=False)
 
-    class StopAfter(StopRequest):  # as if SIGTERM arrived during step 4 (of 6 in epoch 1)
-        calls = 0
-
-        def __bool__(self):
-            StopAfter.calls += 1
-            if StopAfter.calls == 4:
-                self.signum = signal.SIGTERM
-            return self.signum is not None
-
-    class Ctx:
-        def __enter__(self):
-            return StopAfter()
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(trainer_module, "graceful_stop", Ctx)
+    stop_at_step(4)  # as if SIGTERM arrived during step 4 (of 6 in epoch 1)
     with pytest.raises(TrainingInterrupted):
         train(tiny_config(2, *ALL_ON), tmp_path / "cut", progress=False, log=False)
     monkeypatch.undo()

@@ -12,8 +12,7 @@ from safetensors.torch import load_file
 
 from vaelab.config import load_config
 from vaelab.training import CheckpointError, load_checkpoint, save_checkpoint, train
-from vaelab.training import trainer as trainer_module
-from vaelab.training.signals import StopRequest, TrainingInterrupted
+from vaelab.training.signals import TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("fault_injection", REPO / "benchmarks" / "fault_injection.py")
@@ -34,28 +33,10 @@ def weights(run):
     return load_file(str(Path(run) / "model" / "model.safetensors"))
 
 
-def test_resume_inside_an_epoch_continues_the_same_batches(blobs_npz, tmp_path, monkeypatch):
+def test_resume_inside_an_epoch_continues_the_same_batches(blobs_npz, tmp_path, monkeypatch, stop_at_step):
     full = train(config(blobs_npz, 2), tmp_path / "full", progress=False, log=False)
 
-    class StopAfter(StopRequest):  # as if SIGTERM arrived during step 7 (of 12 per epoch)
-        def __init__(self):
-            super().__init__()
-            self.calls = 0
-
-        def __bool__(self):
-            self.calls += 1
-            if self.calls == 7:
-                self.signum = signal.SIGTERM
-            return self.signum is not None
-
-    class Ctx:
-        def __enter__(self):
-            return StopAfter()
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(trainer_module, "graceful_stop", Ctx)
+    stop_at_step(7)  # as if SIGTERM arrived during step 7 (of 12 per epoch)
     with pytest.raises(TrainingInterrupted, match="SIGTERM at step 7"):
         train(config(blobs_npz, 2), tmp_path / "cut", progress=False, log=False)
     state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
