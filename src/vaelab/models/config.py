@@ -20,6 +20,16 @@ class PartConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ConvPartConfig(PartConfig):
+    """Base of the convolutional parts: the optional space-to-depth patching they share."""
+
+    # patch > 1: the encoder first folds each patch x patch block of pixels into channels
+    # (PixelUnshuffle) and the decoder predicts them that way and unfolds them (PixelShuffle), so no
+    # convolution runs on 1-3 channels at full resolution: several times faster on CPUs for the same
+    # depth (docs/performance.md). The patch must divide the image sides; 1 = off.
+    patch: int = Field(default=1, ge=1)
+
+
 # --- encoders --------------------------------------------------------------------------------------
 class MLPEncoderConfig(PartConfig):
     """Fully connected encoder: flattened image -> hidden layers -> posterior parameters."""
@@ -29,7 +39,7 @@ class MLPEncoderConfig(PartConfig):
     activation: Activation = "relu"
 
 
-class ConvEncoderConfig(PartConfig):
+class ConvEncoderConfig(ConvPartConfig):
     """Strided 3x3 convolutions (each halves the image side) -> linear layer -> posterior parameters."""
 
     name: Literal["conv"] = "conv"
@@ -38,7 +48,7 @@ class ConvEncoderConfig(PartConfig):
     activation: Activation = "relu"
 
 
-class ResNetEncoderConfig(PartConfig):
+class ResNetEncoderConfig(ConvPartConfig):
     """Residual convolutional encoder (VDVAE-style blocks): one stage per resolution, full resolution
     first; each later stage halves the side with a stride-2 convolution. Image sides must be divisible
     by 2 ** (len(channels) - 1). Exposes its per-resolution features to a hierarchical decoder."""
@@ -58,7 +68,7 @@ class MLPDecoderConfig(PartConfig):
     activation: Activation = "relu"
 
 
-class ConvDecoderConfig(PartConfig):
+class ConvDecoderConfig(ConvPartConfig):
     """Linear layer -> transposed 3x3 convolutions (each doubles the side) -> likelihood parameters."""
 
     name: Literal["conv"] = "conv"
@@ -67,7 +77,7 @@ class ConvDecoderConfig(PartConfig):
     activation: Activation = "relu"
 
 
-class ResNetDecoderConfig(PartConfig):
+class ResNetDecoderConfig(ConvPartConfig):
     """Residual convolutional decoder: linear layer -> stages of residual blocks, lowest resolution
     first, each later stage doubling the side (nearest upsampling + 3x3 convolution)."""
 
@@ -77,7 +87,7 @@ class ResNetDecoderConfig(PartConfig):
     activation: Activation = "silu"
 
 
-class LadderDecoderConfig(PartConfig):
+class LadderDecoderConfig(ConvPartConfig):
     """Hierarchical top-down decoder (LVAE / NVAE / VDVAE): the ResNet decoder's stages with
     ``latent_layers[i]`` extra stochastic layers in stage i (lowest resolution first), each a
     ``latent_channels`` x side x side Gaussian map with a learned conditional prior p(z_l | z_>l) and a

@@ -97,6 +97,13 @@ class VAE(nn.Module):
                     f"multi-scale features, which encoder {config.encoder.name!r} does not expose; "
                     "use encoder name 'resnet'"
                 )
+            enc_patch, dec_patch = getattr(config.encoder, "patch", 1), getattr(config.decoder, "patch", 1)
+            if enc_patch != dec_patch:  # else their stages would meet at different sides
+                raise ValueError(
+                    f"decoder {config.decoder.name!r} has patch {dec_patch} but encoder "
+                    f"{config.encoder.name!r} has patch {enc_patch}: a hierarchical decoder reads the "
+                    "encoder's features side by side, so give both the same patch"
+                )
             # The label (when conditional) enters beside the top latent, as in the flat decoder.
             self.decoder = decoder_cls(config.decoder, d + extra_d, out_shape, features)
         else:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
-from vaelab.models.parts.layers import activation, halved_sides, mlp
+from vaelab.models.parts.layers import activation, from_patches, halved_sides, mlp, patched_shape
 
 
 class MLPDecoder(nn.Module):
@@ -27,7 +27,8 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, config: ConvDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
         super().__init__()
-        c, h, w = out_shape
+        c, h, w = patched_shape(out_shape, config.patch, "conv decoder")
+        self.from_patches = from_patches(config.patch)
         n = len(config.channels)
         # Sides the encoder would produce; the decoder walks them backwards so odd sizes (7 -> 14 -> 28,
         # 4 -> 7) come out exact via output_padding.
@@ -52,4 +53,4 @@ class ConvDecoder(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.head(z).view(-1, *self.start_shape))
+        return self.from_patches(self.conv(self.head(z).view(-1, *self.start_shape)))

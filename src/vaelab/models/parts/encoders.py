@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
-from vaelab.models.parts.layers import activation, halved_sides, mlp
+from vaelab.models.parts.layers import activation, halved_sides, mlp, patched_shape, to_patches
 
 
 class MLPEncoder(nn.Module):
@@ -30,7 +30,8 @@ class ConvEncoder(nn.Module):
         self, config: ConvEncoderConfig, image_shape: tuple[int, int, int], out_features: int
     ) -> None:
         super().__init__()
-        c, h, w = image_shape
+        self.to_patches = to_patches(config.patch)
+        c, h, w = patched_shape(image_shape, config.patch, "conv encoder")
         layers: list[nn.Module] = []
         width = c
         for ch in config.channels:
@@ -47,4 +48,4 @@ class ConvEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x))
+        return self.head(self.conv(self.to_patches(x)))

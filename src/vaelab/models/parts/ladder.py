@@ -26,7 +26,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from vaelab.models.config import LadderDecoderConfig
-from vaelab.models.parts.layers import activation
+from vaelab.models.parts.layers import activation, from_patches, patched_shape
 from vaelab.models.parts.resnet import ResBlock, Upsample, res_stage, stage_sides
 
 
@@ -122,7 +122,8 @@ class LadderDecoder(nn.Module):
         feature_channels: dict[int, int],
     ) -> None:
         super().__init__()
-        c, h, w = out_shape
+        c, h, w = patched_shape(out_shape, config.patch, "ladder decoder")
+        self.from_patches = from_patches(config.patch)
         n = len(config.channels)
         hs, ws = stage_sides(h, n, "ladder decoder"), stage_sides(w, n, "ladder decoder")
         self.num_latent_layers = sum(config.latent_layers)
@@ -186,7 +187,8 @@ class LadderDecoder(nn.Module):
                 layer += 1
             if i < len(self.ups):
                 h = self.ups[i](h)
-        return TopDownOutput(self.out(h), torch.stack(kls, dim=1), torch.stack(ratios, dim=1))
+        params = self.from_patches(self.out(h))
+        return TopDownOutput(params, torch.stack(kls, dim=1), torch.stack(ratios, dim=1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters along the mean path (every lower layer at its prior mean)."""

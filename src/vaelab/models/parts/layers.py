@@ -35,3 +35,33 @@ def halved_sides(side: int, n: int) -> list[int]:
     for _ in range(n):
         sides.append((sides[-1] - 1) // 2 + 1)
     return sides
+
+
+def patched_shape(shape: tuple[int, int, int], patch: int, what: str) -> tuple[int, int, int]:
+    """(C, H, W) as a part with ``patch`` > 1 sees it: each patch x patch block of pixels becomes
+    patch² channels of one position, (C * patch², H / patch, W / patch). The patch must divide both
+    sides, else a ValueError names the part and what would work."""
+    c, h, w = shape
+    if h % patch or w % patch:
+        raise ValueError(
+            f"{what}: patch {patch} does not divide the image sides {h}x{w}; use a patch that divides "
+            "both (1 turns patching off)"
+        )
+    return (c * patch * patch, h // patch, w // patch)
+
+
+def to_patches(patch: int) -> nn.Module:
+    """Space-to-depth (``PixelUnshuffle``) for an encoder's input; the identity for ``patch`` = 1.
+
+    Why: a convolution over 1-3 channels at full resolution cannot fill the CPU's 16-wide vector lanes
+    along channels, and its im2col traffic costs more than its arithmetic (docs/performance.md); four
+    channels at half the side hold the same pixels and feed the first convolution four times the depth.
+    Neither module has parameters, so saved models with ``patch`` = 1 keep their weight names.
+    """
+    return nn.PixelUnshuffle(patch) if patch > 1 else nn.Identity()
+
+
+def from_patches(patch: int) -> nn.Module:
+    """Depth-to-space (``PixelShuffle``) for a decoder's output: the last convolution predicts patch²
+    values per position at 1/patch of the side (sub-pixel convolution, Shi et al. 2016)."""
+    return nn.PixelShuffle(patch) if patch > 1 else nn.Identity()

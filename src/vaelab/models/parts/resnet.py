@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ResNetDecoderConfig, ResNetEncoderConfig
-from vaelab.models.parts.layers import activation
+from vaelab.models.parts.layers import activation, from_patches, patched_shape, to_patches
 
 
 def stage_sides(side: int, stages: int, what: str) -> list[int]:
@@ -86,7 +86,8 @@ class ResNetEncoder(nn.Module):
         self, config: ResNetEncoderConfig, image_shape: tuple[int, int, int], out_features: int
     ) -> None:
         super().__init__()
-        c, h, w = image_shape
+        self.to_patches = to_patches(config.patch)
+        c, h, w = patched_shape(image_shape, config.patch, "resnet encoder")
         n = len(config.channels)
         self.sides = stage_sides(h, n, "resnet encoder")
         stage_sides(w, n, "resnet encoder")
@@ -107,7 +108,7 @@ class ResNetEncoder(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """(posterior parameters (B, out_features), {side: stage output (B, width, side, side')})."""
-        h = self.stem(x)
+        h = self.stem(self.to_patches(x))
         features: dict[int, torch.Tensor] = {}
         for i, stage in enumerate(self.stages):
             h = stage(h)
@@ -125,7 +126,8 @@ class ResNetDecoder(nn.Module):
 
     def __init__(self, config: ResNetDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
         super().__init__()
-        c, h, w = out_shape
+        c, h, w = patched_shape(out_shape, config.patch, "resnet decoder")
+        self.from_patches = from_patches(config.patch)
         n = len(config.channels)
         hs, ws = stage_sides(h, n, "resnet decoder"), stage_sides(w, n, "resnet decoder")
         self.start_shape = (config.channels[0], hs[-1], ws[-1])
@@ -143,4 +145,4 @@ class ResNetDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.head(z).view(-1, *self.start_shape))
+        return self.from_patches(self.net(self.head(z).view(-1, *self.start_shape)))
