@@ -7,8 +7,9 @@ For ``--config`` (any model YAML; MNIST-shaped 1x28x28 batches) this prints one 
   ``+``), timed round-robin (``--rounds`` rounds of ``--steps`` steps each, medians), with model
   FLOPs per image and the fraction of the measured matmul peak in the variant's precision;
 - ``iw_eval``: importance-weighted evaluation (``iw_log_likelihood_batch``) of ``--iw-images`` test-like
-  images at ``--iw-k`` samples in fp32 and bf16: decoder passes/s, the decoder's FLOPs per pass, the
-  fraction of the peak, and the projected time for K=5000 on 10,000 images (linear in passes);
+  images at ``--iw-k`` samples for each ``--iw-variants`` entry (fp32 or bf16, each optionally
+  ``+compile``): decoder passes/s, the decoder's FLOPs per pass, the fraction of the peak, and the
+  projected time for K=5000 on 10,000 images (linear in passes);
 - ``sampling``: latency of one image (batch 1, median of 200) and of a batch of 1024 (median of 20).
 
     python benchmarks/throughput.py --config configs/seed.yaml
@@ -78,9 +79,10 @@ def train_throughput(config_file: str, variants: list[str], steps: int, rounds: 
     return out
 
 
-def iw_throughput(config_file: str, images: int, k: int, repeats: int) -> list[dict]:
-    """Decoder passes/s of importance-weighted evaluation in fp32 and bf16 (untrained weights: the
-    time does not depend on them), the decoder's FLOPs per pass and the projection to K=5000 x 10,000."""
+def iw_throughput(config_file: str, images: int, k: int, repeats: int, variants: list[str]) -> list[dict]:
+    """Decoder passes/s of importance-weighted evaluation per variant (fp32, bf16, each optionally
+    ``+compile``; untrained weights: the time does not depend on them), the decoder's FLOPs per pass
+    and the projection to K=5000 x 10,000. One untimed call per variant first (compilation)."""
     _, model, _, _, _ = setup(config_file, [])
     model.eval()
     x = torch.bernoulli(torch.full((images, 1, 28, 28), 0.13), generator=torch.Generator().manual_seed(2))
@@ -88,18 +90,22 @@ def iw_throughput(config_file: str, images: int, k: int, repeats: int) -> list[d
     with torch.no_grad():
         per_pass = count_flops(lambda: model.decoder(z))
     out = []
-    for precision in ("fp32", "bf16"):
+    for variant in variants:
+        precision, compiled = variant.split("+")[0], variant.endswith("+compile")
+        torch.manual_seed(0)
+        iw_log_likelihood_batch(model, x, k, precision=precision, compile=compiled)  # warm-up / compile
         secs, means = [], []
         for r in range(repeats):
             torch.manual_seed(r)
             t0 = time.perf_counter()
-            est = iw_log_likelihood_batch(model, x, k, precision=precision)[k]
+            est = iw_log_likelihood_batch(model, x, k, precision=precision, compile=compiled)[k]
             secs.append(time.perf_counter() - t0)
             means.append(float(est.mean()))
         t = statistics.median(secs)
         passes = images * k / t
         out.append(
             {
+                "variant": variant,
                 "precision": precision,
                 "images": images,
                 "k": k,
@@ -109,6 +115,7 @@ def iw_throughput(config_file: str, images: int, k: int, repeats: int) -> list[d
                 "decoder_gflop_per_s": passes * per_pass / 1e9,
                 "peak_fraction": passes * per_pass / matmul_peak(precision),
                 "seconds_at_peak_for_k5000_x_10000": 5000 * 10_000 * per_pass / matmul_peak(precision),
+                "seconds_at_fp32_peak_for_k5000_x_10000": 5000 * 10_000 * per_pass / matmul_peak("fp32"),
                 "projected_seconds_k5000_x_10000": 5000 * 10_000 / passes,
                 "mean_log_px": means,
             }
@@ -143,6 +150,12 @@ def main() -> None:
     p.add_argument("--iw-images", type=int, default=100)
     p.add_argument("--iw-k", type=int, default=1000)
     p.add_argument("--iw-repeats", type=int, default=3)
+    p.add_argument(
+        "--iw-variants",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=["fp32", "bf16", "fp32+compile", "bf16+compile"],
+    )
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "iw_eval", "sampling"])
     args = p.parse_args()
     report: dict = {"benchmark": "throughput", "config": args.config, "cpu_features": cpu_features()}
@@ -150,7 +163,9 @@ def main() -> None:
     if "train" not in args.skip:
         report["train"] = train_throughput(args.config, args.variants, args.steps, args.rounds)
     if "iw_eval" not in args.skip:
-        report["iw_eval"] = iw_throughput(args.config, args.iw_images, args.iw_k, args.iw_repeats)
+        report["iw_eval"] = iw_throughput(
+            args.config, args.iw_images, args.iw_k, args.iw_repeats, args.iw_variants
+        )
     if "sampling" not in args.skip:
         report["sampling"] = sampling_latency(args.config)
     report["environment"] = environment()

@@ -53,6 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of binarisation, subset, IW draws, samples")
     p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per IW batch")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="the IW estimator's matmuls in bf16 (autocast; densities stay fp32): faster on CPUs with "
+        "AVX512-BF16 or AMX and on GPUs (default fp32)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="the IW estimator through torch.compile: 10-30 s to compile, then faster (for large K)",
+    )
     p.add_argument("--no-sample-quality", action="store_true", help="skip FD / precision / recall")
     p.add_argument(
         "--inception-weights",
@@ -116,6 +128,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         sample_quality=not args.no_sample_quality,
         inception_weights=args.inception_weights,
         progress=progress,
+        precision=args.precision,
+        compile=args.compile,
     )
     report = evaluate_model(
         model,

@@ -56,6 +56,8 @@ class EvaluationOptions:
     sample_quality: bool = True
     inception_weights: str | None = None
     progress: bool = False
+    precision: str = "fp32"  # of the IW estimator's matmuls: fp32 or bf16 (densities stay fp32)
+    compile: bool = False  # the IW estimator through torch.compile (pays for K in the thousands)
 
 
 def in_memory(dataset: ImageDataset | PackedDataset, limit: int | None = None) -> ImageDataset:
@@ -133,6 +135,8 @@ def _log_likelihood_section(ll: Any, levels: int | None, note: str, dims: int) -
         "unit_note": note,
         "by_k": {str(k): dict(zip(("log_px", "log_px_se"), ll.mean_and_se(k), strict=True)) for k in ll.by_k},
         "seconds": ll.seconds,
+        "precision": ll.precision,
+        "compiled": ll.compiled,
     }
     if levels is not None:
         section["bits_per_dim"] = nats_to_bits_per_dim(-mean, dims, levels)
@@ -241,6 +245,8 @@ def evaluate_model(
         max_elements=opts.max_elements,
         seed=derive_seed(opts.seed, "iw"),
         progress=opts.progress,
+        precision=opts.precision,
+        compile=opts.compile,
     )
     timings["log_likelihood"] = ll.seconds
 
