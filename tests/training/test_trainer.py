@@ -36,6 +36,25 @@ def test_run_directory_holds_everything(tiny_config, tmp_path):
     assert saved.model.image_shape == (1, 12, 12)
 
 
+def test_snapshots_keep_the_model_of_every_nth_epoch_with_its_minutes(tiny_config, tmp_path):
+    from vaelab.models import VAE
+
+    run = train(tiny_config(5, "train.snapshot_every=2"), tmp_path / "run", progress=False).run_dir
+    snaps = sorted(p.name for p in (run / "snapshots").iterdir())
+    assert snaps == ["epoch-0002", "epoch-0004", "epoch-0005"]  # every 2nd epoch, and the last
+    minutes = []
+    for name in snaps:
+        saved = json.loads((run / "snapshots" / name / "config.json").read_text())
+        assert saved["epoch"] == int(name[-4:]) and saved["data"]["name"] == "npz"
+        minutes.append(saved["train_minutes"])
+        VAE.from_pretrained(run / "snapshots" / name)  # each loads on its own
+    assert 0 < minutes[0] < minutes[1] < minutes[2]
+    # The last snapshot is the saved model itself.
+    last = load_file(run / "snapshots" / "epoch-0005" / "model.safetensors")
+    final = load_file(run / "model" / "model.safetensors")
+    assert last.keys() == final.keys() and all(torch.equal(last[k], final[k]) for k in last)
+
+
 def test_training_reduces_the_loss(tiny_config, tmp_path):
     result = train(tiny_config(6, "train.lr=3e-3"), tmp_path / "run", progress=False)
     losses = [r["val_neg_elbo"] for r in result.history]

@@ -54,6 +54,11 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(default=0, ge=0)
     eval_iw_samples: int = Field(default=100, ge=1)
     eval_images: int = Field(default=500, ge=1)
+    # Every N epochs (and at the last) also keep a copy of the saved model (the EMA weights when on)
+    # in run_dir/snapshots/epoch-NNNN, with its training minutes, so a learning curve can be measured
+    # on the test set afterwards (benchmarks/nll_vs_minutes.py) without touching it during training.
+    # 0 turns it off.
+    snapshot_every: int = Field(default=0, ge=0)
 
     # --- Stability (issue 4). Every option defaults to the plain loop above; docs/training.md says
     # why each exists and where it comes from. Schedules advance on every batch, skipped or not.

@@ -139,9 +139,15 @@ def end_of_epoch(
         )
     if last or epoch % tc.image_every == 0:
         write_grids(model, run_dir, epoch, grid_z, *recon_inputs, logger, step)
-    model.save_pretrained(
-        run_dir / "model", extra={"epoch": epoch, "step": step, "data": config.data.model_dump(mode="json")}
-    )
+    extra = {
+        "epoch": epoch,
+        "step": step,
+        "train_minutes": row["train_minutes"],
+        "data": config.data.model_dump(mode="json"),
+    }
+    model.save_pretrained(run_dir / "model", extra=extra)
+    if tc.snapshot_every and (last or epoch % tc.snapshot_every == 0):
+        model.save_pretrained(run_dir / "snapshots" / f"epoch-{epoch:04d}", extra=extra)
     row["epoch_seconds"] = time.perf_counter() - t0
     logger.log(row, step)
     history.append(row)
