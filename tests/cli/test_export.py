@@ -17,6 +17,11 @@ ARCHS = {
         "--set", "model.encoder={name: conv, channels: [4, 8], hidden_dim: 16}",
         "--set", "model.decoder={name: conv, channels: [8, 4], hidden_dim: 16}",
     ],
+    # PixelUnshuffle / PixelShuffle export as ONNX reshapes and DepthToSpace: same numbers.
+    "conv-patch2": [
+        "--set", "model.encoder={name: conv, channels: [4, 8], hidden_dim: 16, patch: 2}",
+        "--set", "model.decoder={name: conv, channels: [8, 4], hidden_dim: 16, patch: 2}",
+    ],
 }  # fmt: skip
 
 
