@@ -8,7 +8,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from vaelab.data import ImageDataset
 from vaelab.evaluation import evaluate_log_likelihood, iw_log_likelihood_batch, nats_to_bits_per_dim
-from vaelab.evaluation.likelihood import nested_ks
+from vaelab.evaluation.likelihood import chunk_sizes, nested_ks
 from vaelab.models import VAE, ModelConfig
 
 from .helpers import analytic_elbo, exact_log_px, linear_gaussian_vae, sample_data
@@ -88,6 +88,33 @@ def test_evaluate_log_likelihood_is_seeded_and_reports_nested_k():
     state = torch.get_rng_state()
     evaluate_log_likelihood(model, ds, iw_samples=5, seed=9)
     assert torch.equal(state, torch.get_rng_state())  # the caller's RNG is untouched
+
+
+def test_chunk_sizes_are_one_size_and_sum_to_k():
+    assert chunk_sizes(5000, 53) == [50] * 100  # the largest divisor of K within the cap
+    assert chunk_sizes(30, 1 << 20) == [30]  # K fits: one chunk
+    assert chunk_sizes(37, 12) == [12, 12, 12, 1]  # K prime: the cap, and a smaller last chunk
+    assert chunk_sizes(7, 1) == [1] * 7
+    for k, cap in [(1000, 53), (999, 40), (64, 8), (5000, 7)]:
+        sizes = chunk_sizes(k, cap)
+        assert sum(sizes) == k and max(sizes) <= cap and len(set(sizes[:-1])) <= 1
+    with pytest.raises(ValueError, match="iw_samples"):
+        chunk_sizes(0, 5)
+
+
+def test_reported_k_inside_a_chunk_uses_exactly_its_first_samples():
+    # One chunk of 20 weights, cut at K' = 3 and 10: each estimate is the log-mean-exp of the first K'
+    # weights of that same draw, recomputed here from the weights themselves.
+    model, w, b = linear_gaussian_vae(SIGMA)
+    perturbed(model)
+    x = sample_data(w, b, SIGMA, 8)
+    torch.manual_seed(4)
+    est = iw_log_likelihood_batch(model, x, 20, report_ks=(3, 10))
+    torch.manual_seed(4)
+    with torch.inference_mode():
+        log_w = model.log_importance_weights(x, 20).double()
+    for k in (3, 10, 20):
+        torch.testing.assert_close(est[k], torch.logsumexp(log_w[:k], 0) - math.log(k))
 
 
 def test_nested_ks():

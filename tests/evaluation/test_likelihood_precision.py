@@ -65,8 +65,14 @@ def test_compiled_estimate_equals_eager_and_is_recorded():
     model = VAE(cfg).eval()
     images = (torch.rand(24, 1, 8, 8) > 0.6).to(torch.uint8) * 255
     data = ImageDataset(images, None, "test", None)
+    from torch._dynamo.utils import counters
+
     eager = evaluate_log_likelihood(model, data, iw_samples=30, batch_size=12, seed=3)
+    graphs = counters["stats"]["unique_graphs"]
     compiled = evaluate_log_likelihood(model, data, iw_samples=30, batch_size=12, seed=3, compile=True)
+    # K = 1 and 10 on the way to 30 cut one chunk of 30 rather than drawing chunks of 1, 9 and 20:
+    # one shape, one compiled graph (each new shape would be a recompilation).
+    assert counters["stats"]["unique_graphs"] - graphs == 1
     # The same draws through the same arithmetic, fused: equal to float rounding, at every K.
     for k in (1, 10, 30):
         assert torch.allclose(compiled.by_k[k], eager.by_k[k], atol=1e-4)

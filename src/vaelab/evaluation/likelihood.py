@@ -9,7 +9,9 @@ weights are reduced with log-sum-exp and folded into a running log-sum-exp, and 
 K x batch x pixels. Decoding a whole chunk (chunk x batch latents) at once keeps the matmuls large.
 
 Because the chunks are nested, the estimate at every smaller K on the way (1, 10, 100, ...) comes for
-free from the same samples: the paired "K-gap" readers need to judge a truncated K.
+free from the same samples: the paired "K-gap" readers need to judge a truncated K. The chunks all
+have one size (a divisor of K where a good one exists) and a smaller K on the way splits a chunk's
+weights rather than the chunk: a compiled estimator then sees one shape, not one per K.
 """
 
 from __future__ import annotations
@@ -105,10 +107,28 @@ def importance_weights_fn(model: VAE, compile: bool) -> Callable[..., torch.Tens
         return model.log_importance_weights
     fn = _COMPILED.get(model)
     if fn is None:
+        # dynamic=False: each of the few chunk shapes (see ``chunk_sizes``) gets its own static
+        # kernels, rather than a second shape switching everything to slower dynamic-shape code.
         fn = _COMPILED[model] = torch.compile(
-            type(model).log_importance_weights, options={"fallback_random": True}
+            type(model).log_importance_weights, dynamic=False, options={"fallback_random": True}
         )
     return functools.partial(fn, model)
+
+
+def chunk_sizes(iw_samples: int, cap: int) -> list[int]:
+    """How many of the K samples to draw at a time: chunks of one size, at most ``cap`` each.
+
+    The size is K itself when it fits, else the largest divisor of K between cap/2 and cap (so
+    K = 5000 under a cap of 53 is 100 chunks of 50), else ``cap`` with a smaller last chunk. One
+    size means one compiled shape; no divisor costs one more.
+    """
+    if iw_samples < 1 or cap < 1:
+        raise ValueError(f"iw_samples and cap must be >= 1; got {iw_samples}, {cap}")
+    if iw_samples <= cap:
+        return [iw_samples]
+    size = next((d for d in range(cap, (cap + 1) // 2 - 1, -1) if iw_samples % d == 0), cap)
+    full, rest = divmod(iw_samples, size)
+    return [size] * full + ([rest] if rest else [])
 
 
 @torch.inference_mode()
@@ -141,22 +161,26 @@ def iw_log_likelihood_batch(
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     log_weights = importance_weights_fn(model, compile)
     b = x.shape[0]
-    chunk = max(1, min(iw_samples, max_elements // max(1, b * model.elements_per_sample())))
+    cap = max(1, max_elements // max(1, b * model.elements_per_sample()))
     stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
     running = torch.full((b,), -math.inf, dtype=torch.float64, device=x.device)
     out: dict[int, torch.Tensor] = {}
     done = 0
-    for stop in stops:
-        while done < stop:
-            k = min(chunk, stop - done)
-            # The model's one importance-weight hook (also behind the IWAE objective): (k, B) values of
-            # log p(x, z) - log q(z|x), over every stochastic layer of a hierarchical model. Under bf16
-            # autocast only matmuls/convolutions drop to bf16: the model builds its densities in fp32.
-            with autocast:
-                log_w = log_weights(x, k, labels).double()
-            running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
-            done += k
-        out[stop] = (running - math.log(stop)).cpu()
+    for k in chunk_sizes(iw_samples, cap):
+        # The model's one importance-weight hook (also behind the IWAE objective): (k, B) values of
+        # log p(x, z) - log q(z|x), over every stochastic layer of a hierarchical model. Under bf16
+        # autocast only matmuls/convolutions drop to bf16: the model builds its densities in fp32.
+        with autocast:
+            log_w = log_weights(x, k, labels).double()
+        # Fold the chunk's weights in, cut at every reported K that falls inside it.
+        start = 0
+        for cut in [s - done for s in stops if done < s <= done + k]:
+            running = torch.logaddexp(running, torch.logsumexp(log_w[start:cut], dim=0))
+            out[done + cut] = (running - math.log(done + cut)).cpu()
+            start = cut
+        if start < k:
+            running = torch.logaddexp(running, torch.logsumexp(log_w[start:], dim=0))
+        done += k
     return out
 
 
