@@ -46,6 +46,10 @@ class ConvEncoderConfig(ConvPartConfig):
     channels: tuple[Annotated[int, Field(ge=1)], ...] = (32, 64, 128)
     hidden_dim: int = Field(default=256, ge=1)
     activation: Activation = "relu"
+    # Stride-1 3x3 convolutions at each stage's width and resolution before it is halved (VGG style):
+    # wide layers at full (patched) resolution are where a CPU reaches its matmul peak. 0 = the classic
+    # encoder of strided convolutions only.
+    convs_per_stage: int = Field(default=0, ge=0)
 
 
 class ResNetEncoderConfig(ConvPartConfig):
@@ -69,12 +73,18 @@ class MLPDecoderConfig(PartConfig):
 
 
 class ConvDecoderConfig(ConvPartConfig):
-    """Linear layer -> transposed 3x3 convolutions (each doubles the side) -> likelihood parameters."""
+    """Linear layer -> upsampling 3x3 convolutions (each doubles the side) -> likelihood parameters."""
 
     name: Literal["conv"] = "conv"
     channels: tuple[Annotated[int, Field(ge=1)], ...] = (128, 64, 32)
     hidden_dim: int = Field(default=256, ge=1)
     activation: Activation = "relu"
+    # How each stage doubles the side: a stride-2 transposed convolution, or nearest-neighbour
+    # upsampling and a 3x3 convolution (no checkerboard artefacts, and much faster on CPUs, whose
+    # oneDNN transposed-convolution backward is slow: docs/performance.md).
+    upsample: Literal["transposed", "nearest"] = "transposed"
+    # Stride-1 3x3 convolutions after each upsampling, at that stage's width (the encoder's mirror).
+    convs_per_stage: int = Field(default=0, ge=0)
 
 
 class ResNetDecoderConfig(ConvPartConfig):

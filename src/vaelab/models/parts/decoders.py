@@ -6,7 +6,15 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
-from vaelab.models.parts.layers import activation, from_patches, halved_sides, mlp, patched_shape
+from vaelab.models.parts.layers import (
+    Upsample,
+    activation,
+    conv_stack,
+    from_patches,
+    halved_sides,
+    mlp,
+    patched_shape,
+)
 
 
 class MLPDecoder(nn.Module):
@@ -23,7 +31,9 @@ class MLPDecoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of the conv encoder: transposed convolutions double the side back to the image size."""
+    """Mirror of the conv encoder: each stage doubles the side back towards the image size (a transposed
+    convolution, or nearest upsampling + a 3x3 convolution), then ``convs_per_stage`` stride-1 ones
+    (the last of them narrowing to the next stage's width)."""
 
     def __init__(self, config: ConvDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -44,11 +54,18 @@ class ConvDecoder(nn.Module):
         widths = (*config.channels[1:], config.channels[-1])
         for i, (cin, cout) in enumerate(zip(config.channels, widths, strict=True)):
             in_h, in_w, out_h, out_w = hs[n - i], ws[n - i], hs[n - i - 1], ws[n - i - 1]
-            pad = (out_h - (2 * in_h - 1), out_w - (2 * in_w - 1))
-            layers += [
-                nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=pad),
-                activation(config.activation),
-            ]
+            # With convs_per_stage the stage mirrors the encoder's: upsample at the input width, convolve
+            # at it, and narrow in the last convolution; without, the upsampling narrows.
+            up_out = cin if config.convs_per_stage else cout
+            if config.upsample == "nearest":
+                up: nn.Module = Upsample(cin, up_out, size=(out_h, out_w))
+            else:
+                pad = (out_h - (2 * in_h - 1), out_w - (2 * in_w - 1))
+                up = nn.ConvTranspose2d(cin, up_out, 3, stride=2, padding=1, output_padding=pad)
+            layers += [up, activation(config.activation)]
+            if config.convs_per_stage:
+                layers += conv_stack(cin, config.convs_per_stage - 1, config.activation)
+                layers += [nn.Conv2d(cin, cout, 3, padding=1), activation(config.activation)]
         layers.append(nn.Conv2d(widths[-1], c, 3, padding=1))
         self.conv = nn.Sequential(*layers)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
-from vaelab.models.parts.layers import activation, halved_sides, mlp, patched_shape, to_patches
+from vaelab.models.parts.layers import activation, conv_stack, halved_sides, mlp, patched_shape, to_patches
 
 
 class MLPEncoder(nn.Module):
@@ -35,6 +35,10 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         width = c
         for ch in config.channels:
+            if config.convs_per_stage:  # widen at this resolution, then convolve at the width
+                layers += [nn.Conv2d(width, ch, 3, padding=1), activation(config.activation)]
+                layers += conv_stack(ch, config.convs_per_stage - 1, config.activation)
+                width = ch
             layers += [nn.Conv2d(width, ch, 3, stride=2, padding=1), activation(config.activation)]
             width = ch
         self.conv = nn.Sequential(*layers)

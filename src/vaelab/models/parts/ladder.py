@@ -26,8 +26,8 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from vaelab.models.config import LadderDecoderConfig
-from vaelab.models.parts.layers import activation, from_patches, patched_shape
-from vaelab.models.parts.resnet import ResBlock, Upsample, res_stage, stage_sides
+from vaelab.models.parts.layers import Upsample, activation, from_patches, patched_shape
+from vaelab.models.parts.resnet import ResBlock, res_stage, stage_sides
 
 
 @dataclass

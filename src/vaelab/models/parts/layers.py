@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -65,3 +66,28 @@ def from_patches(patch: int) -> nn.Module:
     """Depth-to-space (``PixelShuffle``) for a decoder's output: the last convolution predicts patch²
     values per position at 1/patch of the side (sub-pixel convolution, Shi et al. 2016)."""
     return nn.PixelShuffle(patch) if patch > 1 else nn.Identity()
+
+
+class Upsample(nn.Module):
+    """Double the side (nearest neighbour, no checkerboard artefacts) and change width with a 3x3 conv.
+
+    ``size`` gives the exact output side instead (4 -> 7 in a 28x28 conv decoder); else the side doubles.
+    """
+
+    def __init__(self, cin: int, cout: int, size: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.size = size
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is None:
+            return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(nn.functional.interpolate(x, size=self.size, mode="nearest"))
+
+
+def conv_stack(width: int, n: int, act: str) -> list[nn.Module]:
+    """``n`` stride-1 3x3 convolutions of one width, each followed by the activation."""
+    layers: list[nn.Module] = []
+    for _ in range(n):
+        layers += [nn.Conv2d(width, width, 3, padding=1), activation(act)]
+    return layers

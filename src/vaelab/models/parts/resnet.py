@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ResNetDecoderConfig, ResNetEncoderConfig
-from vaelab.models.parts.layers import activation, from_patches, patched_shape, to_patches
+from vaelab.models.parts.layers import Upsample, activation, from_patches, patched_shape, to_patches
 
 
 def stage_sides(side: int, stages: int, what: str) -> list[int]:
@@ -62,17 +62,6 @@ class ResBlock(nn.Module):
 def res_stage(width: int, blocks: int, act: str, scale: float) -> nn.Sequential:
     """``blocks`` residual blocks of one width."""
     return nn.Sequential(*[ResBlock(width, act, scale) for _ in range(blocks)])
-
-
-class Upsample(nn.Module):
-    """Double the side (nearest neighbour, no checkerboard artefacts) and change width with a 3x3 conv."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class ResNetEncoder(nn.Module):
