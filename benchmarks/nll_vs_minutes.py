@@ -7,7 +7,8 @@ samples). Prints one JSON object (a row per snapshot) and, with ``--plot``, draw
 with one line per run and the published reference lines.
 
     vaelab train --config configs/mnist-hour.yaml --set train.snapshot_every=2 --run-dir runs/hour
-    python benchmarks/nll_vs_minutes.py runs/hour --iw-samples 100 --subset 1000 --plot curve.png
+    python benchmarks/nll_vs_minutes.py runs/hour --iw-samples 100 --subset 1000 --plot curve.png > hour.json
+    python benchmarks/nll_vs_minutes.py runs/long --reuse hour.json --plot both.png   # one plot, both runs
 """
 
 from __future__ import annotations
@@ -101,8 +102,15 @@ def main() -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--plot", type=Path, help="write the NLL-vs-minutes plot here (PNG)")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier report of this script (JSON): its rows join the table and plot, not re-evaluated",
+    )
     args = p.parse_args()
-    rows = []
+    rows = [{**row, "reused_from": str(f)} for f in args.reuse for row in json.loads(f.read_text())["rows"]]
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs:
             for i, snap in enumerate(snapshots(run)):
