@@ -117,6 +117,25 @@ def test_reported_k_inside_a_chunk_uses_exactly_its_first_samples():
         torch.testing.assert_close(est[k], torch.logsumexp(log_w[:k], 0) - math.log(k))
 
 
+def test_the_estimate_counts_its_flops_against_a_hand_count():
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate(
+        {
+            "image_shape": (1, 8, 8),
+            "latent_dim": 4,
+            "encoder": {"name": "mlp", "hidden_dims": [16]},
+            "decoder": {"name": "mlp", "hidden_dims": [16]},
+        }
+    )
+    model = VAE(cfg).eval()
+    ds = ImageDataset(torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8), None, "rand", None)
+    # Encoder 64 -> 16 -> 2 x 4, decoder 4 -> 16 -> 64: 2 FLOPs per multiply-add.
+    encoder, decoder = 2 * (64 * 16 + 16 * 8), 2 * (4 * 16 + 16 * 64)
+    # 5 images per batch and room for 6 samples each: K = 30 in 5 chunks of 6, the encoder once per chunk.
+    result = evaluate_log_likelihood(model, ds, iw_samples=30, batch_size=5, max_elements=5 * 64 * 6)
+    assert result.flops == 10 * (5 * encoder + 30 * decoder)
+
+
 def test_nested_ks():
     assert nested_ks(5000) == [1, 10, 100, 1000, 5000]
     assert nested_ks(1000) == [1, 10, 100, 1000]

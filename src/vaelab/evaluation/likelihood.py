@@ -45,6 +45,7 @@ class LogLikelihood:
     seconds: float = 0.0
     precision: str = "fp32"  # of the network's matmuls (the densities are always fp32)
     compiled: bool = False  # whether the importance weights ran through torch.compile
+    flops: float | None = None  # matmul/convolution FLOPs of the whole estimate (``iw_flops``)
 
     @property
     def images(self) -> int:
@@ -184,6 +185,25 @@ def iw_log_likelihood_batch(
     return out
 
 
+def iw_flops(
+    model: VAE, x: torch.Tensor, iw_samples: int, chunks: int, labels: torch.Tensor | None = None
+) -> float:
+    """Matmul and convolution FLOPs of the estimate for the images ``x`` (B, C, H, W) drawn in
+    ``chunks`` calls: each call encodes the B images once and decodes k samples of each, so the count
+    is chunks x encoder + K x (decoder and densities), measured with ``FlopCounterMode`` on two probe
+    passes (k = 1 and 2) of the first image. The yardstick for "how close to the machine's peak"."""
+    from vaelab.perf import count_flops
+
+    probe = x[:1]
+    y = labels[:1] if labels is not None else None
+    with torch.inference_mode():
+        one = count_flops(lambda: model.log_importance_weights(probe, 1, y))
+        two = count_flops(lambda: model.log_importance_weights(probe, 2, y))
+    per_sample = two - one  # one more decoder pass
+    per_call = one - per_sample  # the encoder's share of a call
+    return float(x.shape[0] * (chunks * per_call + iw_samples * per_sample))
+
+
 def image_batch_size(model: VAE, max_elements: int, batch_size: int) -> int:
     """Images per batch so that one sample per image still fits the element budget."""
     return max(1, min(batch_size, max_elements // model.elements_per_sample()))
@@ -215,6 +235,7 @@ def evaluate_log_likelihood(
     ks = tuple(nested_ks(iw_samples))
     bsz = image_batch_size(model, max_elements, batch_size)
     parts: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    flops, per_image, probe_seconds = 0.0, None, 0.0
     forked = [device.index or 0] if device.type == "cuda" else []
     t0 = time.perf_counter()
     with (
@@ -244,7 +265,14 @@ def evaluate_log_likelihood(
             for k in ks:
                 parts[k].append(est[k])
             bar.update(images.shape[0])
+            if per_image is None:  # every full batch costs the same per image; counted once, untimed
+                t_probe = time.perf_counter()
+                cap = max(1, max_elements // max(1, x.shape[0] * model.elements_per_sample()))
+                chunks = len(chunk_sizes(iw_samples, cap))
+                per_image = iw_flops(model, x, iw_samples, chunks, y) / x.shape[0]
+                probe_seconds = time.perf_counter() - t_probe
+            flops += per_image * x.shape[0]
+    seconds = time.perf_counter() - t0 - probe_seconds
     model.train(was_training)
     by_k = {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}
-    seconds = time.perf_counter() - t0
-    return LogLikelihood(iw_samples, by_k[iw_samples], by_k, seconds, precision, compile)
+    return LogLikelihood(iw_samples, by_k[iw_samples], by_k, seconds, precision, compile, flops or None)

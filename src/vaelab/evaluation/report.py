@@ -122,7 +122,26 @@ def likelihood_unit(model: VAE, binarize: str) -> tuple[int | None, str]:
     )
 
 
-def _log_likelihood_section(ll: Any, levels: int | None, note: str, dims: int) -> dict[str, Any]:
+def _speed(ll: Any, device: torch.device | str) -> dict[str, Any]:
+    """How close the estimate ran to this machine's measured matmul peak: its counted FLOPs, their rate,
+    and the seconds those FLOPs need at the fp32 (and, for bf16, the bf16) peak of one process."""
+    if not ll.flops or ll.seconds <= 0:
+        return {}
+    from vaelab.perf import matmul_peak
+
+    peaks = {p: matmul_peak(p, device) for p in dict.fromkeys(("fp32", ll.precision))}
+    return {
+        "gflop": ll.flops / 1e9,
+        "gflop_per_s": ll.flops / ll.seconds / 1e9,
+        "peak_gflop_per_s": {p: v / 1e9 for p, v in peaks.items()},
+        "seconds_at_peak": {p: ll.flops / v for p, v in peaks.items()},
+        "time_over_fp32_peak_time": ll.seconds / (ll.flops / peaks["fp32"]),
+    }
+
+
+def _log_likelihood_section(
+    ll: Any, levels: int | None, note: str, dims: int, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
     mean, se = ll.mean_and_se()
     section: dict[str, Any] = {
         "iw_samples": ll.iw_samples,
@@ -137,6 +156,7 @@ def _log_likelihood_section(ll: Any, levels: int | None, note: str, dims: int) -
         "seconds": ll.seconds,
         "precision": ll.precision,
         "compiled": ll.compiled,
+        **_speed(ll, device),
     }
     if levels is not None:
         section["bits_per_dim"] = nats_to_bits_per_dim(-mean, dims, levels)
@@ -299,7 +319,7 @@ def evaluate_model(
         },
         "seed": opts.seed,
         "elbo": elbo,
-        "log_likelihood": _log_likelihood_section(ll, levels, note, c * h * w),
+        "log_likelihood": _log_likelihood_section(ll, levels, note, c * h * w, model.device),
         "posterior": posterior,
         "reconstruction": recon,
         "sample_quality": quality,

@@ -59,6 +59,12 @@ ROWS: list[Row] = [
         _pair("disentanglement.mig"),
         "{d[disentanglement][images]} images with known factors, Chen et al. 2018",
     ),
+    (
+        "  IW time / FLOP time at fp32 peak",
+        _pair("log_likelihood.time_over_fp32_peak_time"),
+        "{d[log_likelihood][seconds]:.0f} s at {d[log_likelihood][gflop_per_s]:.0f} GFLOP/s, "
+        "{d[log_likelihood][precision]}",
+    ),
     ("evaluation time (s)", _pair("timings_s.total"), ""),
 ]
 
