@@ -98,9 +98,9 @@ def importance_weights_fn(model: VAE, compile: bool) -> Callable[..., torch.Tens
     Why compile: per decoder pass the Bernoulli log-density is 784 element-wise log-sigmoids and
     their sum, which eager PyTorch runs as several full-size passes over memory; inductor fuses them
     with the decoder's last bias and activation into one loop (about 5x less time for that part; a
-    fixed-shape MLP benchmark 2x-3.8x faster, a full K=5000 evaluation with its nested chunk sizes
-    1.6x: docs/performance.md). Compiling costs 10-30 s once per model and chunk shape, so it pays for
-    long evaluations (K in the thousands), not for a quick check.
+    fixed-shape MLP benchmark 2x-3.8x faster; the seed MLP's full K=5000 test evaluation, bf16, in
+    148 s: docs/performance.md). Compiling costs 10-30 s once per model and chunk shape, so it pays
+    for long evaluations (K in the thousands), not for a quick check.
     ``fallback_random``: the latents come from torch's generator as in eager mode, so a seed gives
     the same draws, compiled or not.
     """
