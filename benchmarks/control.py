@@ -32,10 +32,8 @@ from vaelab.config import load_config
 from vaelab.data import DataConfig, load_dataset, to_float
 from vaelab.evaluation.features import load_feature_space
 from vaelab.evaluation.report import in_memory
-from vaelab.evaluation.sample_quality import compare_features
 from vaelab.generation import sample
 from vaelab.generation.conditional import balanced_labels
-from vaelab.models import VAE
 from vaelab.runtime import environment
 from vaelab.training import train
 
@@ -79,40 +77,26 @@ def conditional(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def gmm(args: argparse.Namespace) -> dict[str, Any]:
-    from vaelab.generation.gmm_prior import fit_gmm_prior, load_gmm_prior, save_gmm_prior
+    """N(0, I) against the GMM prior at T = 1: ``sample_sweep.run_sweep`` with the GMM's disk round trip."""
+    from sample_sweep import run_sweep
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        shutil.copytree(
-            Path(args.model) / "model" if (Path(args.model) / "model").is_dir() else args.model, model_dir
-        )
-        model = VAE.from_pretrained(model_dir)
-        saved = json.loads((model_dir / "config.json").read_text()).get("data") or {}
-        data_cfg = DataConfig.model_validate(saved)
-        train_set = in_memory(load_dataset(data_cfg, "train", progress=False), 60_000)
-        test_set = in_memory(load_dataset(data_cfg, "test", progress=False))
-        space = load_feature_space(train_set, test_set)
-        t0 = time.perf_counter()
-        prior = fit_gmm_prior(model, to_float(train_set.images), components=args.components, seed=args.seed)
-        fit_seconds = time.perf_counter() - t0
-        save_gmm_prior(prior, model_dir)
-        prior = load_gmm_prior(model_dir, model.latent_dim)  # what `vaelab sample --prior gmm` reads
-        real = space.embed(test_set.images)
-        rows = {}
-        for name, p in (("standard_normal", None), ("gmm", prior)):
-            images = sample(model, args.n, temperature=1.0, seed=args.seed, prior=p)
-            rows[name] = compare_features(real, space.embed(images), seed=args.seed)
+    sweep = run_sweep(
+        args.model,
+        ["standard_normal", "gmm"],
+        ["1"],
+        components=args.components,
+        n=args.n,
+        seed=args.seed,
+        via_disk=True,
+    )
+    rows = {row["prior"]: row for row in sweep["rows"]}
+    keep = ("model", "samples", "reference", "fit_images", "feature_space", "gmm_info")
     return {
         "part": "gmm",
-        "model": str(args.model),
+        **{k: sweep[k] for k in keep},
         "components": args.components,
-        "covariance": "full",
-        "fit_images": len(train_set),
-        "fit_seconds": fit_seconds,
-        "gmm_info": prior.info,
-        "samples": args.n,
-        "reference": f"{test_set.name} test split, {len(test_set)} images",
-        "feature_space": space.describe(),
+        "covariance": sweep["gmm_covariance"],
+        "fit_seconds": sweep["gmm_fit_seconds"],
         "results": rows,
         "fd_ratio_gmm_over_normal": rows["gmm"]["fd"] / rows["standard_normal"]["fd"],
         "target_met": rows["gmm"]["fd"] < rows["standard_normal"]["fd"],

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
 from vaelab.data import DataConfig, load_dataset, to_float
@@ -37,6 +40,69 @@ def temperature(text: str) -> float | list[float]:
     return parts[0] if len(parts) == 1 else parts
 
 
+def run_sweep(
+    model_path: str,
+    priors: list[str],
+    temperatures: list[str],
+    *,
+    components: int = 10,
+    n: int = 10_000,
+    seed: int = 0,
+    via_disk: bool = False,
+) -> dict[str, Any]:
+    """One row of FD / precision / recall per (prior, temperature), as a JSON-ready report.
+
+    ``via_disk``: the GMM is saved beside a scratch copy of the model and read back the way
+    ``vaelab sample --prior gmm`` reads it, so the round trip is part of what is measured.
+    """
+    from vaelab.generation.gmm_prior import fit_gmm_prior, load_gmm_prior, save_gmm_prior
+
+    model_dir = Path(resolve_model_dir(model_path))
+    model = VAE.from_pretrained(model_dir).eval()
+    saved = json.loads((model_dir / "config.json").read_text()).get("data") or {}
+    data_cfg = DataConfig.model_validate(saved)
+    train_set = in_memory(load_dataset(data_cfg, "train", progress=False), FEATURE_TRAIN_LIMIT)
+    test_set = in_memory(load_dataset(data_cfg, "test", progress=False))
+    space = load_feature_space(train_set, test_set)
+    real = space.embed(test_set.images)
+    prior_of: dict[str, Any] = {"standard_normal": None}
+    fit_seconds = gmm_info = None
+    if "gmm" in priors:
+        t0 = time.perf_counter()
+        prior = fit_gmm_prior(model, to_float(train_set.images), components=components, seed=seed)
+        fit_seconds, gmm_info = time.perf_counter() - t0, prior.info
+        if via_disk:
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / "model"
+                shutil.copytree(model_dir, copy)
+                save_gmm_prior(prior, copy)
+                prior = load_gmm_prior(copy, model.latent_dim)
+        prior_of["gmm"] = prior
+    rows = []
+    for name in priors:
+        for text in temperatures:
+            t0 = time.perf_counter()
+            fake = sample(model, n, temperature=temperature(text), seed=seed, prior=prior_of[name])
+            score = compare_features(real, space.embed(fake), seed=seed)
+            rows.append({"prior": name, "temperature": text, **score, "seconds": time.perf_counter() - t0})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress; stdout: one JSON
+    return {
+        "benchmark": "sample_sweep",
+        "model": str(model_path),
+        "samples": n,
+        "reference": f"{test_set.name} test split, {len(test_set)} images",
+        "fit_images": len(train_set),
+        "feature_space": space.describe(),
+        "gmm_components": components,
+        "gmm_covariance": "full",
+        "gmm_fit_seconds": fit_seconds,
+        "gmm_info": gmm_info,
+        "rows": rows,
+        "cpu_features": cpu_features(),
+        "environment": environment(),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a run directory or a saved-model directory")
@@ -46,45 +112,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="samples per row")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from vaelab.generation.gmm_prior import fit_gmm_prior
-
-    model_dir = resolve_model_dir(args.model)
-    model = VAE.from_pretrained(model_dir).eval()
-    saved = json.loads((Path(model_dir) / "config.json").read_text()).get("data") or {}
-    data_cfg = DataConfig.model_validate(saved)
-    train_set = in_memory(load_dataset(data_cfg, "train", progress=False), FEATURE_TRAIN_LIMIT)
-    test_set = in_memory(load_dataset(data_cfg, "test", progress=False))
-    space = load_feature_space(train_set, test_set)
-    real = space.embed(test_set.images)
-    priors = {"standard_normal": None}
-    fit_seconds = None
-    if "gmm" in args.priors:
-        t0 = time.perf_counter()
-        images = to_float(train_set.images)
-        priors["gmm"] = fit_gmm_prior(model, images, components=args.components, seed=args.seed)
-        fit_seconds = time.perf_counter() - t0
-    rows = []
-    for name in args.priors:
-        for text in args.temperatures:
-            t0 = time.perf_counter()
-            temps = temperature(text)
-            fake = sample(model, args.n, temperature=temps, seed=args.seed, prior=priors[name])
-            score = compare_features(real, space.embed(fake), seed=args.seed)
-            seconds = time.perf_counter() - t0
-            rows.append({"prior": name, "temperature": text, **score, "seconds": seconds})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress; stdout: one JSON
-    report = {
-        "benchmark": "sample_sweep",
-        "model": str(args.model),
-        "samples": args.n,
-        "reference": f"{test_set.name} test split, {len(test_set)} images",
-        "feature_space": space.describe(),
-        "gmm_components": args.components,
-        "gmm_fit_seconds": fit_seconds,
-        "rows": rows,
-        "cpu_features": cpu_features(),
-        "environment": environment(),
-    }
+    report = run_sweep(
+        args.model, args.priors, args.temperatures, components=args.components, n=args.n, seed=args.seed
+    )
     print(json.dumps(report, indent=2))
 
 
