@@ -116,6 +116,11 @@ def importance_weights_fn(model: VAE, compile: bool) -> Callable[..., torch.Tens
     return functools.partial(fn, model)
 
 
+def samples_per_chunk_cap(model: VAE, batch: int, max_elements: int) -> int:
+    """Most samples per image one chunk may hold: chunk x batch x pixels within ``max_elements``."""
+    return max(1, max_elements // max(1, batch * model.elements_per_sample()))
+
+
 def chunk_sizes(iw_samples: int, cap: int) -> list[int]:
     """How many of the K samples to draw at a time: chunks of one size, at most ``cap`` each.
 
@@ -162,7 +167,7 @@ def iw_log_likelihood_batch(
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     log_weights = importance_weights_fn(model, compile)
     b = x.shape[0]
-    cap = max(1, max_elements // max(1, b * model.elements_per_sample()))
+    cap = samples_per_chunk_cap(model, b, max_elements)
     stops = sorted({k for k in report_ks if 0 < k < iw_samples} | {iw_samples})
     running = torch.full((b,), -math.inf, dtype=torch.float64, device=x.device)
     out: dict[int, torch.Tensor] = {}
@@ -267,7 +272,7 @@ def evaluate_log_likelihood(
             bar.update(images.shape[0])
             if per_image is None:  # every full batch costs the same per image; counted once, untimed
                 t_probe = time.perf_counter()
-                cap = max(1, max_elements // max(1, x.shape[0] * model.elements_per_sample()))
+                cap = samples_per_chunk_cap(model, x.shape[0], max_elements)
                 chunks = len(chunk_sizes(iw_samples, cap))
                 per_image = iw_flops(model, x, iw_samples, chunks, y) / x.shape[0]
                 probe_seconds = time.perf_counter() - t_probe
