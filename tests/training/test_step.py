@@ -85,6 +85,25 @@ def test_compiled_step_gives_the_reference_loss(monkeypatch):
     assert (w - ref_w).abs().max() < 1e-6
 
 
+def test_compiled_step_is_one_graph_even_on_a_cold_kl_dispatch():
+    """The first kl_divergence call for a pair of types runs torch.distributions' dispatch (``min`` over
+    a generator), which dynamo cannot trace: compiled first, the step broke into three graphs. The step
+    builder runs the function once eagerly first, so the compiled step is one graph."""
+    import torch.distributions.kl as kl_module
+    from torch._dynamo.utils import counters
+
+    kl_module._KL_MEMOIZE.clear()  # as in a fresh process
+    torch._dynamo.reset()
+    counters.clear()
+    config, model, x = _setup(*MLP, "train.compile=true")
+    optimizer = build_optimizer(model, config)
+    step = build_step(model, build_objective(config.objective), optimizer, config.train, torch.device("cpu"))
+    for _ in range(2):
+        step(x)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]
+
+
 def test_fp16_needs_cuda_and_bf16_needs_no_loss_scaling():
     assert amp_settings("fp32", "cpu").dtype is None
     assert amp_settings("bf16", "cpu") == amp_settings("bf16", "cuda")

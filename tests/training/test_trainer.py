@@ -36,6 +36,18 @@ def test_run_directory_holds_everything(tiny_config, tmp_path):
     assert saved.model.image_shape == (1, 12, 12)
 
 
+def test_on_epoch_end_sees_each_epoch_row_after_its_files(tiny_config, tmp_path):
+    seen = []
+
+    def hook(row):
+        logged = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        seen.append((row["epoch"], len(logged), "val_neg_elbo" in row))
+
+    result = train(tiny_config(2), tmp_path / "run", progress=False, log=False, on_epoch_end=hook)
+    assert seen == [(1, 1, True), (2, 2, True)]  # once per epoch, after metrics.jsonl has the row
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
 def test_snapshots_keep_the_model_of_every_nth_epoch_with_its_minutes(tiny_config, tmp_path):
     from vaelab.models import VAE
 

@@ -33,6 +33,11 @@ class TrainConfig(BaseModel):
     # Model and 4-d inputs in channels-last (NHWC) memory order, which oneDNN / cuDNN convolutions
     # prefer; no effect on MLPs. See docs/performance.md for when it pays.
     channels_last: bool = False
+    # Flush denormal floats to zero on the CPU while training (FTZ/DAZ on every intra-op thread,
+    # restored afterwards). Adam's moments for weights that never get a gradient (MNIST's blank
+    # border) decay into the denormal range after ~800 steps, where each multiply is ~100x slower:
+    # unflushed, the seed MLP's epochs slowed by a third from epoch 2 on (docs/performance.md).
+    flush_denormals: bool = True
     # Count the step's FLOPs (torch.utils.flop_counter) and time a short matmul once per process, to
     # log achieved FLOP/s and its fraction of the machine's measured peak in every epoch line.
     log_flops: bool = True

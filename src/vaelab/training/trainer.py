@@ -9,8 +9,10 @@ and ends with the same weights as a run that never stopped (on the CPU, same mac
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from vaelab.data import ImageDataset, PackedDataset, batches, load_dataset, to_f
 from vaelab.io.rundir import MetricsLogger, read_metrics, write_metrics
 from vaelab.models.vae import VAE
 from vaelab.objectives import LossTerms, build_objective
+from vaelab.perf import flush_denormals
 from vaelab.runtime import derive_seed, peak_rss_mb, seed_everything
 from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -118,14 +121,34 @@ def train(
     progress: bool = True,
     log: bool = True,
     data: tuple[Dataset, Dataset] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train a VAE as ``config`` says, writing everything to ``run_dir``; ``resume`` continues a run there.
 
     ``progress`` shows a progress bar per epoch; ``log`` prints one summary line per epoch to stderr.
-    ``data`` passes ready (train, validation) sets instead of loading ``config.data``. Under torchrun
+    ``data`` passes ready (train, validation) sets instead of loading ``config.data``.
+    ``on_epoch_end(row)`` runs on rank 0 after each epoch's files are written, with the epoch's
+    metrics row (as in ``metrics.jsonl``), outside the epoch's timed loop: for notebooks, live
+    plots and benchmarks that run other work between epochs. Under torchrun
     every rank calls this; rank 0 alone writes files. SIGTERM / Ctrl-C write a checkpoint and raise
     :class:`TrainingInterrupted`.
     """
+    tc = config.train
+    flush = flush_denormals(True) if tc.flush_denormals else contextlib.nullcontext()
+    with flush:  # on every intra-op thread; the previous mode comes back afterwards
+        return _train(config, run_dir, resume, progress, log, data, on_epoch_end)
+
+
+def _train(
+    config: RunConfig,
+    run_dir: str | Path,
+    resume: bool,
+    progress: bool,
+    log: bool,
+    data: tuple[Dataset, Dataset] | None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None,
+) -> TrainResult:
+    """The body of :func:`train`."""
     run_dir = Path(run_dir)
     tc = config.train
     if tc.num_threads:
@@ -366,6 +389,8 @@ def train(
                         t0,
                         last,
                     )
+                    if on_epoch_end is not None:
+                        on_epoch_end(row)
                 # After the epoch's files: a crash in between re-runs from the previous checkpoint.
                 guard.reset()
                 checkpoint(epoch, 0, torch.zeros(5, dtype=torch.float64), binarize_gen, seconds_done)
