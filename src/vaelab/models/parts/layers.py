@@ -68,6 +68,21 @@ def from_patches(patch: int) -> nn.Module:
     return nn.PixelShuffle(patch) if patch > 1 else nn.Identity()
 
 
+def upsample_nearest_2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling of a (B, C, H, W) batch: a broadcast and one copy, in ``x``'s
+    memory format (the same numbers as ``F.interpolate(x, scale_factor=2, mode="nearest")``).
+
+    ``F.interpolate`` on a channels-last bf16 batch made it contiguous, upsampled, and left the
+    next convolution to convert back, forward and backward: 14 ms of copies in a 150 ms bf16 step
+    of configs/residual.yaml (docs/performance.md); the broadcast's backward is one reduction.
+    """
+    n, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, h, 2, w, 2, c)
+        return nhwc.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
 class Upsample(nn.Module):
     """Double the side (nearest neighbour, no checkerboard artefacts) and change width with a 3x3 conv.
 
@@ -80,8 +95,8 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.size is None:
-            return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if self.size is None or tuple(self.size) == (2 * x.shape[-2], 2 * x.shape[-1]):
+            return self.conv(upsample_nearest_2x(x))
         return self.conv(nn.functional.interpolate(x, size=self.size, mode="nearest"))
 
 
