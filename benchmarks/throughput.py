@@ -5,7 +5,9 @@ For ``--config`` (any model YAML; MNIST-shaped 1x28x28 batches) this prints one 
 - ``train``: images/s of the training step (``vaelab.training.step.build_step``, what ``vaelab train``
   runs) for each ``--variants`` entry (fp32, bf16, channels_last, compile, ... combinations joined by
   ``+``), timed round-robin (``--rounds`` rounds of ``--steps`` steps each, medians), with model
-  FLOPs per image and the fraction of the measured matmul peak in the variant's precision;
+  FLOPs per image and the fraction of the measured matmul peak in the variant's precision: against
+  the process's first peak (``peak_fraction``, what the training log shows) and against a peak
+  measured again after every round (``peak_fraction_interleaved``, the median of the rounds' ratios);
 - ``iw_eval``: importance-weighted evaluation (``iw_log_likelihood_batch``) of ``--iw-images`` test-like
   images at ``--iw-k`` samples for each ``--iw-variants`` entry (fp32 or bf16, each optionally
   ``+compile``): decoder passes/s, the decoder's FLOPs per pass, the fraction of the peak, and the
@@ -55,22 +57,31 @@ def train_throughput(config_file: str, variants: list[str], steps: int, rounds: 
     for v, (_, _, _, step, x) in built.items():
         for _ in range(5 if "compile" not in v else 15):  # warm-up (compilation for compile)
             step(x)
+    precisions = {config.train.precision for config, *_ in built.values()}
+    peaks: dict[str, list[float]] = {p: [] for p in precisions}
     for _ in range(rounds):
         for v, (_, _, _, step, x) in built.items():
             t0 = time.perf_counter()
             for _ in range(steps):
                 step(x)
             times[v].append((time.perf_counter() - t0) / steps)
+        for p in precisions:  # the peak beside each round: this machine's speed drifts
+            peaks[p].append(matmul_peak(p, fresh=True))
     out = []
     for v, (config, model, objective, _, x) in built.items():
         ips = len(x) / statistics.median(times[v])
         flops = step_flops(model, objective, config.train, torch.device("cpu"))
+        rounds_peaks = peaks[config.train.precision]
+        per_round = [flops.per_image * len(x) / t / pk for t, pk in zip(times[v], rounds_peaks, strict=True)]
         out.append(
             {
                 "variant": v,
                 "images_per_s": ips,
                 "ms_per_step": [t * 1e3 for t in times[v]],
                 **flops.rates(ips),
+                # achieved / the peak measured right after the same round, median over rounds
+                "peak_fraction_interleaved": statistics.median(per_round),
+                "peak_gflop_per_s_rounds": [peak / 1e9 for peak in peaks[config.train.precision]],
             }
         )
     base = out[0]["images_per_s"]

@@ -70,14 +70,20 @@ def _matmul_peak(dtype_name: str, device: str, n: int, seconds: float, threads: 
 
 
 def matmul_peak(
-    precision: str = "fp32", device: str | torch.device = "cpu", n: int = 1024, seconds: float = 0.25
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    n: int = 1024,
+    seconds: float = 0.25,
+    fresh: bool = False,
 ) -> float:
     """Measured FLOP/s of a square ``n`` x ``n`` matmul in ``precision`` on ``device`` (best of the
-    repeats that fit in ``seconds``), cached per process, dtype, device and thread count."""
+    repeats that fit in ``seconds``), cached per process, dtype, device and thread count; ``fresh``
+    measures again (benchmarks on a machine whose speed drifts measure it beside each round)."""
     if precision not in DTYPES:
         raise ValueError(f"precision must be one of {sorted(DTYPES)}; got {precision!r}")
+    measure = _matmul_peak.__wrapped__ if fresh else _matmul_peak
     with torch.no_grad():
-        return _matmul_peak(precision, str(device), n, seconds, torch.get_num_threads())
+        return measure(precision, str(device), n, seconds, torch.get_num_threads())
 
 
 def denormals_flushed() -> bool:
