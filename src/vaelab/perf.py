@@ -100,8 +100,10 @@ def _openmp_runtime() -> ctypes.CDLL | None:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return None
-    for line in maps.splitlines():
-        path = line.split()[-1]
+    paths = {line.split()[-1] for line in maps.splitlines()}
+    torch_lib = str(Path(torch.__file__).parent)
+    # torch's own runtime first: another library (scikit-learn, numpy builds) may bring its own copy
+    for path in sorted(paths, key=lambda p: not p.startswith(torch_lib)):
         if any(name in Path(path).name for name in ("libgomp", "libiomp5", "libomp")):
             try:
                 lib = ctypes.CDLL(path)  # already loaded: the same instance, no second runtime

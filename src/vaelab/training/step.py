@@ -65,8 +65,8 @@ def _compiled_after_eager_call(fn: Callable[..., LossTerms]) -> Callable[..., Lo
 
     Lazy Python-side caches fill on that eager call, so dynamo sees a plain dict lookup instead of
     their slow path: torch.distributions' KL dispatch (``kl_divergence``'s first call for a pair of
-    types) does ``min()`` over a generator, which dynamo cannot trace; it broke the step into three
-    graphs and cost the seed MLP's bf16 + compile step 7.8 vs 5.9 ms (docs/performance.md).
+    types) does ``min()`` over a generator, which dynamo cannot trace; it broke the step into several
+    graphs and cost the seed MLP's bf16 + compile step 7.8 ms against 4.7-5.9 (docs/performance.md).
     """
     compiled = torch.compile(fn)
     warmed = False
