@@ -40,6 +40,7 @@ SWITCHES = {
     "bf16": ["train.precision=bf16"],
     "channels_last": ["train.channels_last=true"],
     "compile": ["train.compile=true"],
+    "nchw": ["train.channels_last=false"],  # for configs that switch channels_last on
 }
 
 
