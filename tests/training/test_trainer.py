@@ -48,6 +48,22 @@ def test_on_epoch_end_sees_each_epoch_row_after_its_files(tiny_config, tmp_path)
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
+def test_the_logged_peak_is_the_best_measured_so_far(tiny_config, tmp_path, monkeypatch):
+    """A peak timed at a slow moment of a shared machine would overstate every later fraction of
+    peak; long epochs measure it again and the log keeps the best."""
+    import vaelab.perf
+    import vaelab.training.trainer as trainer
+
+    later = iter([3e9, 1e9, 5e9])
+    monkeypatch.setattr(vaelab.perf, "matmul_peak", lambda *a, **k: 2e9)  # the run's first measurement
+    monkeypatch.setattr(trainer, "matmul_peak", lambda *a, **k: next(later))
+    monkeypatch.setattr(trainer, "PEAK_REFRESH_SECONDS", 0.0)
+    result = train(tiny_config(3), tmp_path / "run", progress=False, log=False)
+    assert [r["peak_gflop_per_s"] for r in result.history] == [3.0, 3.0, 5.0]
+    for r in result.history:
+        assert r["peak_fraction"] == pytest.approx(r["gflop_per_s"] / r["peak_gflop_per_s"])
+
+
 def test_snapshots_keep_the_model_of_every_nth_epoch_with_its_minutes(tiny_config, tmp_path):
     from vaelab.models import VAE
 
