@@ -41,6 +41,7 @@ SWITCHES = {
     "channels_last": ["train.channels_last=true"],
     "compile": ["train.compile=true"],
     "nchw": ["train.channels_last=false"],  # for configs that switch channels_last on
+    "noflush": ["train.flush_denormals=false"],
 }
 
 
@@ -82,7 +83,7 @@ def train_throughput(config_file: str, variants: list[str], steps: int, rounds: 
                 **flops.rates(ips),
                 # achieved / the peak measured right after the same round, median over rounds
                 "peak_fraction_interleaved": statistics.median(per_round),
-                "peak_gflop_per_s_rounds": [peak / 1e9 for peak in peaks[config.train.precision]],
+                "peak_gflop_per_s_rounds": [peak / 1e9 for peak in rounds_peaks],
             }
         )
     base = out[0]["images_per_s"]

@@ -54,6 +54,7 @@ def run_variant(variant: str, epochs: int, workers: int, threads: int | None, co
     import numpy as np
     import torch
     from PIL import Image
+    from throughput import SWITCHES  # the same switch names as the other benchmarks
     from torch.utils.data import DataLoader, Dataset
 
     from vaelab.config import load_config
@@ -68,10 +69,7 @@ def run_variant(variant: str, epochs: int, workers: int, threads: int | None, co
     if threads:
         torch.set_num_threads(threads)
     overrides = [f"train.epochs={epochs}", "train.device=cpu"]
-    switches = {"bf16": "train.precision=bf16", "compile": "train.compile=true"}
-    switches["channels_last"] = "train.channels_last=true"
-    switches["noflush"] = "train.flush_denormals=false"
-    overrides += [o for key, o in switches.items() if key in variant]
+    overrides += [o for key, opts in SWITCHES.items() if key in variant.split("-") for o in opts]
     config = load_config(config_file, overrides)
     test = load_dataset(config.data, "test", progress=False)
     train_set, val_set = prepare_data(config, progress=False)
