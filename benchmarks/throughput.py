@@ -16,6 +16,7 @@ For ``--config`` (any model YAML; MNIST-shaped 1x28x28 batches) this prints one 
 
     python benchmarks/throughput.py --config configs/seed.yaml
     python benchmarks/throughput.py --config configs/conv.yaml --variants fp32 bf16 channels_last
+    python benchmarks/throughput.py --config configs/conv.yaml --set train.batch_size=256 --variants fp32
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from profile_step import setup
 
 from vaelab.evaluation import iw_log_likelihood_batch
 from vaelab.generation import sample
+from vaelab.models.parts.layers import Conv2d
 from vaelab.perf import count_flops, cpu_features, matmul_peak
 from vaelab.runtime import environment
 
@@ -42,7 +44,15 @@ SWITCHES = {
     "compile": ["train.compile=true"],
     "nchw": ["train.channels_last=false"],  # for configs that switch channels_last on
     "noflush": ["train.flush_denormals=false"],
+    "onednn_wgrad": [],  # not a config change: throughput.py turns vaelab's GEMM weight gradient off
 }
+
+
+def onednn_weight_grads(model: torch.nn.Module) -> None:
+    """Switch vaelab's GEMM weight gradient of small bf16 convolutions off (``Conv2d``), for comparison."""
+    for module in model.modules():
+        if isinstance(module, Conv2d):
+            module.gemm_weight_grad_max_positions = 0
 
 
 def overrides_of(variant: str) -> list[str]:
@@ -50,11 +60,16 @@ def overrides_of(variant: str) -> list[str]:
     return [o for part in variant.split("+") for o in SWITCHES[part]]
 
 
-def train_throughput(config_file: str, variants: list[str], steps: int, rounds: int) -> list[dict]:
+def train_throughput(
+    config_file: str, variants: list[str], steps: int, rounds: int, overrides: list[str] = ()
+) -> list[dict]:
     """Images/s per variant, the variants' timings interleaved so machine noise hits them alike."""
     from vaelab.training.step import step_flops
 
-    built = {v: setup(config_file, overrides_of(v)) for v in variants}
+    built = {v: setup(config_file, [*overrides, *overrides_of(v)]) for v in variants}
+    for v, (_, model, *_) in built.items():
+        if "onednn_wgrad" in v.split("+"):
+            onednn_weight_grads(model)
     times: dict[str, list[float]] = {v: [] for v in variants}
     for v, (_, _, _, step, x) in built.items():
         for _ in range(5 if "compile" not in v else 15):  # warm-up (compilation for compile)
@@ -92,11 +107,13 @@ def train_throughput(config_file: str, variants: list[str], steps: int, rounds: 
     return out
 
 
-def iw_throughput(config_file: str, images: int, k: int, repeats: int, variants: list[str]) -> list[dict]:
+def iw_throughput(
+    config_file: str, images: int, k: int, repeats: int, variants: list[str], overrides: list[str] = ()
+) -> list[dict]:
     """Decoder passes/s of importance-weighted evaluation per variant (fp32, bf16, each optionally
     ``+compile``; untrained weights: the time does not depend on them), the decoder's FLOPs per pass
     and the projection to K=5000 x 10,000. One untimed call per variant first (compilation)."""
-    _, model, _, _, _ = setup(config_file, [])
+    _, model, _, _, _ = setup(config_file, list(overrides))
     model.eval()
     x = torch.bernoulli(torch.full((images, 1, 28, 28), 0.13), generator=torch.Generator().manual_seed(2))
     z = torch.zeros(1, model.latent_dim)
@@ -136,9 +153,9 @@ def iw_throughput(config_file: str, images: int, k: int, repeats: int, variants:
     return out
 
 
-def sampling_latency(config_file: str) -> dict:
+def sampling_latency(config_file: str, overrides: list[str] = ()) -> dict:
     """Wall time of ``vaelab.generation.sample`` for one image and for a batch of 1024."""
-    _, model, _, _, _ = setup(config_file, [])
+    _, model, _, _, _ = setup(config_file, list(overrides))
     model.eval()
 
     def timed(n: int, reps: int) -> float:
@@ -157,6 +174,13 @@ def sampling_latency(config_file: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "configs" / "seed.yaml"))
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="KEY=VALUE config override, for every variant",
+    )
     p.add_argument("--variants", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5)
@@ -171,16 +195,23 @@ def main() -> None:
     )
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "iw_eval", "sampling"])
     args = p.parse_args()
-    report: dict = {"benchmark": "throughput", "config": args.config, "cpu_features": cpu_features()}
+    report: dict = {
+        "benchmark": "throughput",
+        "config": args.config,
+        "overrides": args.overrides,
+        "cpu_features": cpu_features(),
+    }
     report["matmul_peak_gflop_per_s"] = {pr: matmul_peak(pr) / 1e9 for pr in ("fp32", "bf16")}
     if "train" not in args.skip:
-        report["train"] = train_throughput(args.config, args.variants, args.steps, args.rounds)
+        report["train"] = train_throughput(
+            args.config, args.variants, args.steps, args.rounds, args.overrides
+        )
     if "iw_eval" not in args.skip:
         report["iw_eval"] = iw_throughput(
-            args.config, args.iw_images, args.iw_k, args.iw_repeats, args.iw_variants
+            args.config, args.iw_images, args.iw_k, args.iw_repeats, args.iw_variants, args.overrides
         )
     if "sampling" not in args.skip:
-        report["sampling"] = sampling_latency(args.config)
+        report["sampling"] = sampling_latency(args.config, args.overrides)
     report["environment"] = environment()
     print(json.dumps(report, indent=2))
 

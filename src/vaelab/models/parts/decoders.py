@@ -7,6 +7,7 @@ from torch import nn
 
 from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
 from vaelab.models.parts.layers import (
+    Conv2d,
     Upsample,
     activation,
     conv_stack,
@@ -65,8 +66,8 @@ class ConvDecoder(nn.Module):
             layers += [up, activation(config.activation)]
             if config.convs_per_stage:
                 layers += conv_stack(cin, config.convs_per_stage - 1, config.activation)
-                layers += [nn.Conv2d(cin, cout, 3, padding=1), activation(config.activation)]
-        layers.append(nn.Conv2d(widths[-1], c, 3, padding=1))
+                layers += [Conv2d(cin, cout, 3, padding=1), activation(config.activation)]
+        layers.append(Conv2d(widths[-1], c, 3, padding=1))
         self.conv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,15 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
-from vaelab.models.parts.layers import activation, conv_stack, halved_sides, mlp, patched_shape, to_patches
+from vaelab.models.parts.layers import (
+    Conv2d,
+    activation,
+    conv_stack,
+    halved_sides,
+    mlp,
+    patched_shape,
+    to_patches,
+)
 
 
 class MLPEncoder(nn.Module):
@@ -36,10 +44,10 @@ class ConvEncoder(nn.Module):
         width = c
         for ch in config.channels:
             if config.convs_per_stage:  # widen at this resolution, then convolve at the width
-                layers += [nn.Conv2d(width, ch, 3, padding=1), activation(config.activation)]
+                layers += [Conv2d(width, ch, 3, padding=1), activation(config.activation)]
                 layers += conv_stack(ch, config.convs_per_stage - 1, config.activation)
                 width = ch
-            layers += [nn.Conv2d(width, ch, 3, stride=2, padding=1), activation(config.activation)]
+            layers += [Conv2d(width, ch, 3, stride=2, padding=1), activation(config.activation)]
             width = ch
         self.conv = nn.Sequential(*layers)
         n = len(config.channels)

@@ -26,7 +26,7 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from vaelab.models.config import LadderDecoderConfig
-from vaelab.models.parts.layers import Upsample, activation, from_patches, patched_shape
+from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches, patched_shape
 from vaelab.models.parts.resnet import ResBlock, res_stage, stage_sides
 
 
@@ -49,17 +49,17 @@ class LatentLayer(nn.Module):
         self.logvar_range = (config.logvar_min, config.logvar_max)
         self.prior_net = nn.Sequential(
             activation(act),
-            nn.Conv2d(width, width, 3, padding=1),
+            Conv2d(width, width, 3, padding=1),
             activation(act),
-            nn.Conv2d(width, 2 * zc + width, 1),
+            Conv2d(width, 2 * zc + width, 1),
         )
         self.posterior_net = nn.Sequential(
             activation(act),
-            nn.Conv2d(width + feature_width, width, 3, padding=1),
+            Conv2d(width + feature_width, width, 3, padding=1),
             activation(act),
-            nn.Conv2d(width, 2 * zc, 1),
+            Conv2d(width, 2 * zc, 1),
         )
-        self.z_proj = nn.Conv2d(zc, width, 1)
+        self.z_proj = Conv2d(zc, width, 1)
         with torch.no_grad():
             prior_last = self.prior_net[-1]
             assert isinstance(prior_last, nn.Conv2d)
@@ -150,9 +150,7 @@ class LadderDecoder(nn.Module):
             )
             if i + 1 < n:
                 self.ups.append(Upsample(ch, config.channels[i + 1]))
-        self.out = nn.Sequential(
-            activation(config.activation), nn.Conv2d(config.channels[-1], c, 3, padding=1)
-        )
+        self.out = nn.Sequential(activation(config.activation), Conv2d(config.channels[-1], c, 3, padding=1))
         self.activation_elements = max(
             ch * hs[n - 1 - i] * ws[n - 1 - i] for i, ch in enumerate(config.channels)
         )

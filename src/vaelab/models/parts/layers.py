@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -83,6 +84,95 @@ def upsample_nearest_2x(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
+def _unfold_nhwc(
+    x: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    out: tuple[int, int],
+) -> torch.Tensor:
+    """The input patches of every output position as rows, (N * Ho * Wo, kh * kw * C) in (kh, kw, C)
+    order: the layout of a channels-last weight, so the GEMM's result is the weight gradient as is.
+    Strided slices and one stack, not ``as_strided``: inductor may lay the padded tensor out anew, and
+    an ``as_strided`` view of it then reads the wrong elements (a test compares compiled gradients)."""
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))  # (N, H + 2ph, W + 2pw, C)
+    taps = [xp[:, i : i + sh * ho : sh, j : j + sw * wo : sw] for i in range(kh) for j in range(kw)]
+    return torch.stack(taps, dim=3).reshape(-1, kh * kw * x.shape[1])
+
+
+class _GemmWeightGradConv2d(torch.autograd.Function):
+    """``F.conv2d`` whose backward takes the input gradient from oneDNN and the weight gradient (and
+    the bias's) from one matmul over the unfolded input."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1,
+                [True, False, False],
+            )[0]  # fmt: skip
+        oc, c, kh, kw = weight.shape
+        g = grad_out.permute(1, 0, 2, 3).reshape(oc, -1)  # (OC, N * Ho * Wo)
+        if ctx.needs_input_grad[1]:
+            rows = _unfold_nhwc(x, (kh, kw), ctx.stride, ctx.padding, tuple(grad_out.shape[2:]))
+            grad_w = (g @ rows).view(oc, kh, kw, c).permute(0, 3, 1, 2)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum(1, dtype=torch.float32).to(g.dtype)
+        return grad_x, grad_w, grad_b, None, None
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same saved weights) whose bf16 weight gradient on a CPU, for
+    small outputs (<= ``gemm_weight_grad_max_positions`` positions per image), is one GEMM over the
+    unfolded input instead of oneDNN's backward-weights kernel.
+
+    Why: on CPUs with AMX, oneDNN's bf16 backward-weights convolution runs at a third of its forward
+    (128 channels at 7x7: ~160-200 GFLOP/s against ~600), and it was 61% of configs/residual.yaml's bf16
+    step; the GEMM (OC x N*H*W) @ (N*H*W x 9C) runs at about twice that (benchmarks/conv_kernels.py,
+    docs/performance.md). For larger maps the unfolded input (9x the activations) costs more than it
+    saves, and in fp32 oneDNN's kernel is as fast as its forward, so everything else is untouched.
+    """
+
+    # Output positions per image (Ho x Wo) up to which the GEMM route is taken: 7x7 maps (49) and
+    # smaller, not 14x14 (196: measured slower). 0 turns it off for this module (benchmarks compare).
+    gemm_weight_grad_max_positions: int = 64
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not self._gemm_weight_grad(x):
+            return super()._conv_forward(x, weight, bias)
+        if torch.is_autocast_enabled("cpu"):  # cast as autocast would, then run the function outside it
+            dtype = torch.get_autocast_dtype("cpu")
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+            with torch.autocast("cpu", enabled=False):
+                return _GemmWeightGradConv2d.apply(x, weight, bias, self.stride, self.padding)
+        return _GemmWeightGradConv2d.apply(x, weight, bias, self.stride, self.padding)
+
+    def _gemm_weight_grad(self, x: torch.Tensor) -> bool:
+        """Whether this call takes the GEMM route: training a bf16 convolution on a CPU, small output."""
+        if x.device.type != "cpu" or not (torch.is_grad_enabled() and self.weight.requires_grad):
+            return False
+        bf16 = x.dtype == torch.bfloat16 or (
+            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        )
+        if not bf16 or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros":
+            return False
+        if isinstance(self.padding, str):
+            return False
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        ho, wo = (x.shape[-2] + 2 * ph - kh) // sh + 1, (x.shape[-1] + 2 * pw - kw) // sw + 1
+        return ho * wo <= self.gemm_weight_grad_max_positions
+
+
 class Upsample(nn.Module):
     """Double the side (nearest neighbour, no checkerboard artefacts) and change width with a 3x3 conv.
 
@@ -92,7 +182,7 @@ class Upsample(nn.Module):
     def __init__(self, cin: int, cout: int, size: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.size = size
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv = Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.size is None or tuple(self.size) == (2 * x.shape[-2], 2 * x.shape[-1]):
@@ -104,5 +194,5 @@ def conv_stack(width: int, n: int, act: str) -> list[nn.Module]:
     """``n`` stride-1 3x3 convolutions of one width, each followed by the activation."""
     layers: list[nn.Module] = []
     for _ in range(n):
-        layers += [nn.Conv2d(width, width, 3, padding=1), activation(act)]
+        layers += [Conv2d(width, width, 3, padding=1), activation(act)]
     return layers

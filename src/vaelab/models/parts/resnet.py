@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ResNetDecoderConfig, ResNetEncoderConfig
-from vaelab.models.parts.layers import Upsample, activation, from_patches, patched_shape, to_patches
+from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches, patched_shape, to_patches
 
 
 def stage_sides(side: int, stages: int, what: str) -> list[int]:
@@ -46,9 +46,9 @@ class ResBlock(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             activation(act),
-            nn.Conv2d(width, width, 3, padding=1),
+            Conv2d(width, width, 3, padding=1),
             activation(act),
-            nn.Conv2d(width, width, 3, padding=1),
+            Conv2d(width, width, 3, padding=1),
         )
         last = self.net[-1]
         assert isinstance(last, nn.Conv2d)
@@ -81,13 +81,13 @@ class ResNetEncoder(nn.Module):
         self.sides = stage_sides(h, n, "resnet encoder")
         stage_sides(w, n, "resnet encoder")
         scale = math.sqrt(1.0 / (n * config.blocks_per_stage))
-        self.stem = nn.Conv2d(c, config.channels[0], 3, padding=1)
+        self.stem = Conv2d(c, config.channels[0], 3, padding=1)
         self.stages = nn.ModuleList(
             [res_stage(ch, config.blocks_per_stage, config.activation, scale) for ch in config.channels]
         )
         self.downs = nn.ModuleList(
             [
-                nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+                Conv2d(cin, cout, 3, stride=2, padding=1)
                 for cin, cout in zip(config.channels[:-1], config.channels[1:], strict=True)
             ]
         )
@@ -127,7 +127,7 @@ class ResNetDecoder(nn.Module):
             layers.append(res_stage(ch, config.blocks_per_stage, config.activation, scale))
             if i + 1 < n:
                 layers.append(Upsample(ch, config.channels[i + 1]))
-        layers += [activation(config.activation), nn.Conv2d(config.channels[-1], c, 3, padding=1)]
+        layers += [activation(config.activation), Conv2d(config.channels[-1], c, 3, padding=1)]
         self.net = nn.Sequential(*layers)
         self.activation_elements = max(
             ch * hs[n - 1 - i] * ws[n - 1 - i] for i, ch in enumerate(config.channels)
