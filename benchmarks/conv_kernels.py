@@ -7,12 +7,13 @@ fraction of a 1024x1024 matmul peak measured right before and after the shape (m
 Two other ways to get the same weight gradient are timed beside oneDNN's, each checked against it:
 
 - ``im2col_gemm``: unfold the padded input into (N*H*W, 9*C) rows and multiply by the output gradient
-  (one large matmul, where AMX / MKL are at their best; the unfold is a copy);
+  (one large matmul, where AMX / MKL are at their best; the unfold is a copy): what vaelab's
+  ``Conv2d`` does for small bf16 convolutions being trained (``gemm_weight_grad``);
 - ``as_forward_conv``: the weight gradient is itself a convolution (the input's channels as a batch,
   the output gradient as the kernel), timed through oneDNN's forward kernels.
 
 Prints one JSON object. Issue 6's bf16 runs found oneDNN's backward-weights pass at a third of its
-forward on CPUs with AMX (docs/performance.md); this script is the check on another machine.
+forward on a CPU with AMX (docs/performance.md); this script is the check on another machine.
 
     python benchmarks/conv_kernels.py
     python benchmarks/conv_kernels.py --shapes 64x64@14 128x128@7 64x128@14/2 --precisions bf16
@@ -29,6 +30,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from vaelab.models.parts.layers import gemm_weight_grad
 from vaelab.perf import DTYPES, cpu_features, matmul_peak
 from vaelab.runtime import environment
 
@@ -48,17 +50,6 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
         raise argparse.ArgumentTypeError(
             f"shape {text!r}: expected CINxCOUT@SIDE[/STRIDE], e.g. 64x128@14/2"
         ) from exc
-
-
-def im2col_weight_grad(x: torch.Tensor, gy: torch.Tensor, stride: int) -> torch.Tensor:
-    """Weight gradient of a 3x3, padding-1 convolution as one matmul over unfolded input rows."""
-    n, c, _, _ = x.shape
-    oc, ho, wo = gy.shape[1:]
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))  # (N, H+2, W+2, C)
-    sn, sh, sw, sc = xp.stride()
-    cols = xp.as_strided((n, ho, wo, 3, 3, c), (sn, sh * stride, sw * stride, sh, sw, sc))
-    g = gy.permute(1, 0, 2, 3).reshape(oc, -1)  # (OC, N*Ho*Wo)
-    return (g @ cols.reshape(n * ho * wo, 9 * c)).view(oc, 3, 3, c).permute(0, 3, 1, 2)
 
 
 def forward_conv_weight_grad(x: torch.Tensor, gy: torch.Tensor, stride: int) -> torch.Tensor:
@@ -104,7 +95,7 @@ def time_shape(shape: tuple[int, int, int, int], precision: str, batch: int, rep
         "forward": lambda: F.conv2d(x, w, None, stride, 1),
         "backward_input": lambda: backward([True, False, False]),
         "backward_weight": lambda: backward([False, True, False]),
-        "backward_weight_im2col_gemm": lambda: im2col_weight_grad(x, gy, stride),
+        "backward_weight_im2col_gemm": lambda: gemm_weight_grad(x, gy, w.shape, (stride,) * 2, (1, 1))[0],
     }
     if stride == 1:
         passes["backward_weight_as_forward_conv"] = lambda: forward_conv_weight_grad(x, gy, stride)

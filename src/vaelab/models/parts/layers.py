@@ -101,6 +101,22 @@ def _unfold_nhwc(
     return torch.stack(taps, dim=3).reshape(-1, kh * kw * x.shape[1])
 
 
+def gemm_weight_grad(
+    x: torch.Tensor,
+    grad_out: torch.Tensor,
+    weight_shape: torch.Size | tuple[int, ...],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of a convolution's weight (``weight_shape``, groups 1, dilation 1) and bias from
+    its input ``x`` and output gradient: (OC x N*Ho*Wo) @ (N*Ho*Wo x kh*kw*C), one GEMM, and a row sum."""
+    oc, c, kh, kw = weight_shape
+    g = grad_out.permute(1, 0, 2, 3).reshape(oc, -1)  # (OC, N * Ho * Wo)
+    rows = _unfold_nhwc(x, (kh, kw), stride, padding, tuple(grad_out.shape[2:]))
+    grad_w = (g @ rows).view(oc, kh, kw, c).permute(0, 3, 1, 2)
+    return grad_w, g.sum(1, dtype=torch.float32).to(g.dtype)
+
+
 class _GemmWeightGradConv2d(torch.autograd.Function):
     """``F.conv2d`` whose backward takes the input gradient from oneDNN and the weight gradient (and
     the bias's) from one matmul over the unfolded input."""
@@ -120,13 +136,9 @@ class _GemmWeightGradConv2d(torch.autograd.Function):
                 grad_out, x, weight, None, list(ctx.stride), list(ctx.padding), [1, 1], False, [0, 0], 1,
                 [True, False, False],
             )[0]  # fmt: skip
-        oc, c, kh, kw = weight.shape
-        g = grad_out.permute(1, 0, 2, 3).reshape(oc, -1)  # (OC, N * Ho * Wo)
-        if ctx.needs_input_grad[1]:
-            rows = _unfold_nhwc(x, (kh, kw), ctx.stride, ctx.padding, tuple(grad_out.shape[2:]))
-            grad_w = (g @ rows).view(oc, kh, kw, c).permute(0, 3, 1, 2)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = g.sum(1, dtype=torch.float32).to(g.dtype)
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            grad_w, grad_b = gemm_weight_grad(x, grad_out, weight.shape, ctx.stride, ctx.padding)
+            grad_b = grad_b if ctx.has_bias else None
         return grad_x, grad_w, grad_b, None, None
 
 
