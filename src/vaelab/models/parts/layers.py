@@ -147,11 +147,12 @@ class Conv2d(nn.Conv2d):
     small outputs (<= ``gemm_weight_grad_max_positions`` positions per image), is one GEMM over the
     unfolded input instead of oneDNN's backward-weights kernel.
 
-    Why: on CPUs with AMX, oneDNN's bf16 backward-weights convolution runs at a third of its forward
-    (128 channels at 7x7: ~160-200 GFLOP/s against ~600), and it was 61% of configs/residual.yaml's bf16
-    step; the GEMM (OC x N*H*W) @ (N*H*W x 9C) runs at about twice that (benchmarks/conv_kernels.py,
-    docs/performance.md). For larger maps the unfolded input (9x the activations) costs more than it
-    saves, and in fp32 oneDNN's kernel is as fast as its forward, so everything else is untouched.
+    Why: on a CPU with AMX, oneDNN's bf16 backward-weights convolution runs at a third of its forward
+    (128 channels at 7x7: 214 GFLOP/s against 738), and it was 61% of configs/residual.yaml's bf16
+    step; the GEMM (OC x N*H*W) @ (N*H*W x 9C) runs 1.6-1.8x faster (benchmarks/conv_kernels.py), the
+    bf16 + compile step 1.10x (docs/performance.md). For larger maps the unfolded input (9x the
+    activations) costs more than it saves, and in fp32 oneDNN's kernel is as fast as its forward, so
+    everything else is untouched.
     """
 
     # Output positions per image (Ho x Wo) up to which the GEMM route is taken: 7x7 maps (49) and
