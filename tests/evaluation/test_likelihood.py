@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from tests.helpers import mlp_vae
 from torch.profiler import ProfilerActivity, profile
 
 from vaelab.data import ImageDataset
@@ -14,19 +15,6 @@ from vaelab.models import VAE, ModelConfig
 from .helpers import analytic_elbo, exact_log_px, linear_gaussian_vae, sample_data
 
 SIGMA = 0.5
-
-
-def tiny_mlp_vae() -> VAE:
-    """An 8x8-image MLP VAE (latent 4, one hidden layer of 16 each side), in eval mode."""
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 8, 8),
-            "latent_dim": 4,
-            "encoder": {"name": "mlp", "hidden_dims": [16]},
-            "decoder": {"name": "mlp", "hidden_dims": [16]},
-        }
-    )
-    return VAE(cfg).eval()
 
 
 def perturbed(model: VAE) -> VAE:
@@ -132,7 +120,7 @@ def test_reported_k_inside_a_chunk_uses_exactly_its_first_samples():
 
 def test_the_estimate_counts_its_flops_against_a_hand_count():
     torch.manual_seed(0)
-    model = tiny_mlp_vae()
+    model = mlp_vae(8, 4, 16)
     ds = ImageDataset(torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8), None, "rand", None)
     # Encoder 64 -> 16 -> 2 x 4, decoder 4 -> 16 -> 64: 2 FLOPs per multiply-add.
     encoder, decoder = 2 * (64 * 16 + 16 * 8), 2 * (4 * 16 + 16 * 64)
@@ -161,7 +149,7 @@ def test_bits_per_dim():
 
 def test_k5000_never_allocates_k_by_batch_by_pixels():
     torch.manual_seed(0)
-    model = tiny_mlp_vae()
+    model = mlp_vae(8, 4, 16)
     x = torch.rand(16, 1, 8, 8).bernoulli()
     k, budget = 5000, 1 << 16
     full_bytes = k * x.shape[0] * 64 * 4  # one float32 tensor of K x batch x pixels: 20 MB

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from tests.helpers import mlp_vae
 
 from vaelab.evaluation import iw_log_likelihood_batch
-from vaelab.models import VAE, ModelConfig
 
 from .helpers import exact_log_px, linear_gaussian_vae, sample_data
 
@@ -25,16 +25,8 @@ def test_bf16_estimate_is_close_to_exact_and_to_fp32():
 
 
 def test_bf16_on_a_bernoulli_mlp_agrees_with_fp32_on_the_mean():
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 12, 12),
-            "latent_dim": 8,
-            "encoder": {"name": "mlp", "hidden_dims": [64]},
-            "decoder": {"name": "mlp", "hidden_dims": [64]},
-        }
-    )
     torch.manual_seed(0)
-    model = VAE(cfg).eval()
+    model = mlp_vae(12, 8, 64)
     x = torch.bernoulli(torch.full((32, 1, 12, 12), 0.3))
     torch.manual_seed(1)
     fp32 = iw_log_likelihood_batch(model, x, 100)[100].mean()
@@ -53,16 +45,8 @@ def test_compiled_estimate_equals_eager_and_is_recorded():
     from vaelab.data import ImageDataset
     from vaelab.evaluation import evaluate_log_likelihood
 
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 8, 8),
-            "latent_dim": 4,
-            "encoder": {"name": "mlp", "hidden_dims": [32]},
-            "decoder": {"name": "mlp", "hidden_dims": [32]},
-        }
-    )
     torch.manual_seed(0)
-    model = VAE(cfg).eval()
+    model = mlp_vae(8, 4, 32)
     images = (torch.rand(24, 1, 8, 8) > 0.6).to(torch.uint8) * 255
     data = ImageDataset(images, None, "test", None)
     from torch._dynamo.utils import counters

@@ -2,19 +2,12 @@
 
 import pytest
 import torch
+from tests.helpers import mlp_vae
 
-from vaelab.models import VAE, ModelConfig
+from vaelab.models import VAE
 
 
 @pytest.fixture
 def model() -> VAE:
     torch.manual_seed(0)
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 8, 8),
-            "latent_dim": 5,
-            "encoder": {"name": "mlp", "hidden_dims": [16]},
-            "decoder": {"name": "mlp", "hidden_dims": [16]},
-        }
-    )
-    return VAE(cfg).eval()
+    return mlp_vae(8, 5, 16)

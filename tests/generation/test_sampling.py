@@ -1,21 +1,14 @@
 import pytest
 import torch
+from tests.helpers import mlp_vae
 
 from vaelab.generation import sample
-from vaelab.models import VAE, ModelConfig
+from vaelab.models import VAE
 
 
 def flat_model() -> VAE:
     torch.manual_seed(0)
-    cfg = ModelConfig.model_validate(
-        {
-            "image_shape": (1, 6, 6),
-            "latent_dim": 3,
-            "encoder": {"name": "mlp", "hidden_dims": [8]},
-            "decoder": {"name": "mlp", "hidden_dims": [8]},
-        }
-    )
-    return VAE(cfg).eval()
+    return mlp_vae(6, 3, 8)
 
 
 def test_temperature_zero_decodes_the_prior_mean_whatever_the_seed():
