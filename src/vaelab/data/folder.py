@@ -3,12 +3,24 @@
 Images are found recursively by extension (hidden files and folders, names starting with '.', are
 ignored: they are OS metadata such as macOS ``._x.png`` forks). If the root's sub-folders hold the
 images, each sub-folder is a class (sorted names -> labels 0..K-1); if the images sit directly in
-the root, they are unlabelled. Each image is EXIF-rotated, converted to grayscale or RGB
-(transparent pixels become black), and its centred square crop is resized to ``image_size`` with
-Pillow's antialiased bicubic filter, which averages over the source area when shrinking.
+the root, they are unlabelled. Each image (the first frame of an animation) is EXIF-rotated, brought
+to 8 bits, composited onto white where it has transparency, converted to ``channels``, and its
+centred square crop is resized to ``image_size`` with Pillow's antialiased bicubic filter, which
+averages over the source area when shrinking. By image mode:
 
-An image Pillow cannot read is never skipped silently: ``on_error="raise"`` stops with a DataError
-naming the files, ``"skip"`` warns naming every skipped file and goes on.
+- 16-bit greyscale ("I;16", and "I" holding 0..65535) keeps the high byte (value >> 8), as Pillow
+  itself does for 16-bit colour PNGs; clipping at 255 would turn most such images white. A 32-bit
+  "I" value outside 0..65535, or a float ("F") pixel outside [0, 1], fails the file rather than clip.
+- RGBA, LA, PA and palette or greyscale/RGB images with a transparent colour are composited onto a
+  white background (a transparent pixel becomes white, half-transparent red becomes pink).
+- Greyscale -> RGB replicates the channel; RGB -> greyscale is Pillow's ITU-R 601 luma
+  (L = 0.299 R + 0.587 G + 0.114 B); palette images take their palette colours; 1-bit is 0 / 255;
+  CMYK -> RGB is Pillow's R = (255 - C)(255 - K) / 255 (and likewise G, B). Embedded colour
+  profiles are not applied.
+
+An image that cannot be decoded (corrupt, truncated, not an image, out-of-range pixels) is never
+skipped silently: ``on_error="raise"`` stops with one DataError naming every such file, ``"skip"``
+warns naming every skipped file and goes on with the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from vaelab.data.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _MAX_LISTED = 20  # bad files named in a DataError before "and N more"
+# Part of the cache key: bump when decode_image's output changes for any file, so old entries go stale.
+_DECODE_VERSION = 2
 
 
 def find_images(root: Path) -> list[Path]:
@@ -63,14 +77,44 @@ def _class_names(root: Path, relpaths: list[Path]) -> list[str] | None:
     return sorted({path.parts[0] for path in relpaths})
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and float greyscale as 8-bit "L" (or "LA" keeping a transparent value); others as given.
+
+    Pillow's own ``convert("L")`` clips these modes at 255, so a 16-bit image would come out white and
+    a float image in [0, 1] black.
+    """
+    if image.mode != "F" and not image.mode.startswith("I"):
+        return image
+    values = np.asarray(image)  # "I;16*": uint16, "I": int32, "F": float32
+    if image.mode == "F":
+        if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
+            low, high = float(values.min()), float(values.max())
+            raise ValueError(f"float ('F') pixels range over [{low:g}, {high:g}]; expected [0, 1]")
+        grey = np.rint(values.astype(np.float64) * 255.0).astype(np.uint8)
+    else:
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(
+                f"'{image.mode}' pixels range over [{values.min()}, {values.max()}]; expected 16-bit 0..65535"
+            )
+        grey = (values.astype(np.uint32) >> 8).astype(np.uint8)
+    transparent = image.info.get("transparency")
+    if isinstance(transparent, int):
+        # The transparent value is a 16-bit one: match it before the reduction merges 256 values.
+        alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([grey, alpha], axis=-1))
+    return Image.fromarray(grey)
+
+
 def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
-    """One image as uint8 (image_size, image_size, channels); Pillow's errors propagate."""
+    """One image as uint8 (image_size, image_size, channels). Pillow's errors, and a ValueError for
+    out-of-range 32-bit or float pixels, propagate so the caller can name the file."""
     with Image.open(path) as opened:
-        image = ImageOps.exif_transpose(opened)
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            # Composite onto black so transparent regions do not keep arbitrary hidden colours.
+        image = _to_8bit(ImageOps.exif_transpose(opened))
+        if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
+            # Composite onto white, the usual page colour, so transparent regions do not keep arbitrary
+            # hidden colours and a dark drawing on a transparent canvas stays visible.
             rgba = image.convert("RGBA")
-            image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
         image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
@@ -166,6 +210,7 @@ def load_folder(cfg: DataConfig, progress: bool) -> ImageDataset:
         "image_size": cfg.image_size,
         "channels": cfg.channels,
         "on_error": cfg.on_error,
+        "decoder": _DECODE_VERSION,
     }
     decoded = cached_decode("folder", identity, lambda: _decode_folder(root, relpaths, cfg, progress))
     if decoded.meta["skipped"]:

@@ -1,11 +1,12 @@
 """``load_dataset``: pick a loader by ``cfg.name`` from the ``DATASETS`` registry.
 
-``mnist`` and ``fashion-mnist`` have official train and test files. ``digits``, ``folder`` and
-``npz`` do not, so their test split is a fixed held-out part: the last ``HOLDOUT_FRACTION`` (1/6,
-MNIST's own 10k-of-60k ratio) of a permutation seeded with ``HOLDOUT_SEED``. It depends only on
-the source, never on ``cfg.split_seed``, so "test" names the same images in every run, and train
-and test never overlap. A validation set is carved out of "train" afterwards with
-``ImageDataset.split(cfg.val_fraction, cfg.split_seed)``.
+``mnist`` and ``fashion-mnist`` have official train and test files, and an ``npz`` file may hold
+its own train and test arrays (see ``npz.py``). ``digits``, ``folder``, ``dsprites`` and an ``npz``
+with a single ``images`` array do not, so their test split is a fixed held-out part: the last
+``HOLDOUT_FRACTION`` (1/6, MNIST's own 10k-of-60k ratio) of a permutation seeded with
+``HOLDOUT_SEED``. It depends only on the source, never on ``cfg.split_seed``, so "test" names the
+same images in every run, and train and test never overlap. A validation set is carved out of
+"train" afterwards with ``ImageDataset.split(cfg.val_fraction, cfg.split_seed)``.
 """
 
 from __future__ import annotations
@@ -30,15 +31,25 @@ HOLDOUT_FRACTION = 1 / 6
 HOLDOUT_SEED = 0
 
 
+def holdout_part(dataset: ImageDataset, split: Split) -> ImageDataset:
+    """The fixed train or held-out test part of a whole source."""
+    train, test = dataset.split(HOLDOUT_FRACTION, HOLDOUT_SEED)
+    return train if split == "train" else test
+
+
 def with_holdout(load_all: Callable[[DataConfig, bool], ImageDataset]) -> Loader:
     """Turn a loader of a whole source into one that serves its fixed train / test parts."""
 
     def load(cfg: DataConfig, split: Split, progress: bool) -> ImageDataset:
-        train, test = load_all(cfg, progress).split(HOLDOUT_FRACTION, HOLDOUT_SEED)
-        return train if split == "train" else test
+        return holdout_part(load_all(cfg, progress), split)
 
     load.__doc__ = f"{load_all.__doc__}\n\nServed as a fixed train / held-out test split."
     return load
+
+
+def load_npz_split(cfg: DataConfig, split: Split, progress: bool) -> ImageDataset:
+    """An .npz file: its own train / test arrays when it holds them, else the fixed held-out split."""
+    return load_npz(cfg, split, progress, holdout_part)
 
 
 def load_packed(cfg: DataConfig, split: Split, progress: bool) -> PackedDataset:
@@ -55,7 +66,7 @@ DATASETS: dict[str, Loader] = {
     "fashion-mnist": load_idx_dataset,
     "digits": with_holdout(load_digits),
     "folder": with_holdout(load_folder),
-    "npz": with_holdout(load_npz),
+    "npz": load_npz_split,
     "packed": load_packed,
     "dsprites": with_holdout(load_dsprites),
 }
