@@ -11,8 +11,14 @@ from vaelab.models.registry import DECODERS, ENCODERS, LIKELIHOODS, PRIORS
 
 LIKELIHOOD_CONFIGS = {
     "bernoulli": [{"name": "bernoulli"}],
-    "gaussian": [{"name": "gaussian"}, {"name": "gaussian", "variance": "learned"}],
+    "gaussian": [
+        {"name": "gaussian"},
+        {"name": "gaussian", "variance": "learned"},
+        {"name": "gaussian", "variance": "shared"},
+    ],
+    # The RGB-coupled mixture needs 3 channels: tests/models/parts/test_colour_likelihoods.py runs it.
     "logistic_mixture": [{"name": "logistic_mixture", "components": 2}],
+    "discretized_gaussian": [{"name": "discretized_gaussian"}],
 }
 PRIOR_CONFIGS = {"standard_normal": {"name": "standard_normal"}, "vamp": {"name": "vamp", "components": 3}}
 ENCODER_CONFIGS = {

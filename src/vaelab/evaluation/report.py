@@ -104,11 +104,11 @@ def likelihood_unit(model: VAE, binarize: str) -> tuple[int | None, str]:
             f"{name} likelihood over binarised pixels (binarize={binarize}): nats per image is the "
             "literature's unit; bits/dim over 8-bit pixels does not apply"
         )
-    if name == "logistic_mixture":
-        # levels=1: the likelihood is already a normalised distribution over the 256 pixel levels,
-        # so bits/dim is NLL / (D ln 2) with no bin-width offset.
+    if getattr(model.likelihood, "discrete", False):
+        # levels=1: the likelihood is already a normalised distribution over the 256 pixel levels
+        # (logistic_mixture, discretized_gaussian), so bits/dim is NLL / (D ln 2) with no bin-width offset.
         return 1, (
-            "discretised logistic mixture: a normalised distribution over the 256 levels of each 8-bit "
+            f"{name} (discretised): a normalised distribution over the 256 levels of each 8-bit "
             "pixel; bits/dim = NLL / (D ln 2)"
         )
     if name == "gaussian":

@@ -7,11 +7,14 @@ load time with the field named.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal["relu", "gelu", "silu", "elu", "tanh"]
+# How a convolutional part lays out the latent: a vector, or a map at its lowest resolution.
+LatentLayout = Literal["vector", "spatial"]
 
 
 class PartConfig(BaseModel):
@@ -61,6 +64,12 @@ class ResNetEncoderConfig(ConvPartConfig):
     channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(32, 64, 64), min_length=1)
     blocks_per_stage: int = Field(default=1, ge=1)
     activation: Activation = "silu"
+    # "vector": a linear layer maps the last stage to a latent vector (a compact code). "spatial": a
+    # 1x1 convolution maps it to a latent map of latent_dim / side² channels at the last stage's side
+    # (e.g. 8x8x4 for a 256-d latent), so each code position describes its own region of the image: a
+    # faithful code for reconstruction (the KL-f4/f8 autoencoders of latent diffusion). The decoder
+    # must say the same.
+    latent: LatentLayout = "vector"
 
 
 # --- decoders --------------------------------------------------------------------------------------
@@ -95,6 +104,8 @@ class ResNetDecoderConfig(ConvPartConfig):
     channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
     blocks_per_stage: int = Field(default=1, ge=1)
     activation: Activation = "silu"
+    # "spatial": z is read as a latent map at the first stage's side (see ResNetEncoderConfig.latent).
+    latent: LatentLayout = "vector"
 
 
 class LadderDecoderConfig(ConvPartConfig):
@@ -159,13 +170,35 @@ class BernoulliLikelihoodConfig(PartConfig):
 
 
 class GaussianLikelihoodConfig(PartConfig):
-    """Gaussian per pixel with a fixed standard deviation or a learned one (per pixel, from the decoder)."""
+    """Gaussian density per pixel (pixels in [0, 1]). ``variance``: ``fixed`` (``sigma``), ``learned``
+    (a log-scale per pixel from the decoder; can collapse on colour images, see docs/models.md) or
+    ``shared`` (one learned log-scale per image channel, starting at ``sigma``: the calibrated decoder of
+    Rybkin et al. 2021, sigma-VAE)."""
 
     name: Literal["gaussian"] = "gaussian"
-    variance: Literal["fixed", "learned"] = "fixed"
+    variance: Literal["fixed", "learned", "shared"] = "fixed"
     sigma: float = Field(default=0.1, gt=0.0)
-    # Floor on the learned log-scale: stops the likelihood from collapsing onto a pixel (VDVAE's trick).
+    # Floor on the learned log-scale. learned: -7 (VDVAE's), a saved config without the key keeps it.
+    # shared: log(1/510) = -6.23, half an 8-bit level: below 1/(256 sqrt(2 pi)) = 1.56e-3 the density
+    # times the bin width 1/256 would exceed 1 at the mode, i.e. the density would be fitting the
+    # quantisation grid rather than the image. Filled in per mode when the key is absent.
     min_log_scale: float = -7.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _floor_per_mode(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("variance") == "shared" and "min_log_scale" not in data:
+            return {**data, "min_log_scale": -6.23}
+        return data
+
+    @model_validator(mode="after")
+    def _sigma_above_floor(self) -> GaussianLikelihoodConfig:
+        if self.variance == "shared" and math.log(self.sigma) <= self.min_log_scale:
+            raise ValueError(
+                f"sigma {self.sigma} (the shared scale's start) must lie above the floor "
+                f"exp(min_log_scale) = {math.exp(self.min_log_scale):.3g}"
+            )
+        return self
 
 
 class LogisticMixtureLikelihoodConfig(PartConfig):
@@ -176,6 +209,24 @@ class LogisticMixtureLikelihoodConfig(PartConfig):
     components: int = Field(default=5, ge=1)
     # Floor on each logistic's log-scale (PixelCNN++ uses -7): a component cannot shrink onto one level.
     min_log_scale: float = -7.0
+    # RGB only: PixelCNN++'s channel coupling (sec. 2.2): one mixture indicator per pixel, and within a
+    # component G's mean moves with the pixel's R and B's with R and G (10 x components decoder channels
+    # per pixel). False (the default, so that a saved config without the key keeps its meaning): one
+    # independent mixture per pixel and channel. Colour configs should set it true.
+    coupled: bool = False
+
+
+class DiscretizedGaussianLikelihoodConfig(PartConfig):
+    """Gaussian per pixel and channel integrated over each of the 256 bins of an 8-bit level (the edge
+    bins reaching to -inf and +inf): a normalised distribution over the levels, like the logistic
+    mixture, with one mean and one log-scale from the decoder per pixel and channel."""
+
+    name: Literal["discretized_gaussian"] = "discretized_gaussian"
+    # Floor on the log-scale, in [0, 1] pixel units: log(1/1020), a quarter of a level. The distribution
+    # is discrete, so a tiny scale cannot blow the likelihood up (log P <= 0); the floor bounds the
+    # gradient (~ 1/scale^2) of a confident, wrong pixel. At it the centre bin already gets 95.4% of the
+    # mass: finer scales buy almost nothing (PixelCNN++'s -7 in [-1, 1] units is 0.12 of a level).
+    min_log_scale: float = -6.93
 
 
 # --- conditioning ------------------------------------------------------------------------------------
@@ -198,7 +249,10 @@ DecoderConfig = Annotated[
 PosteriorConfig = Annotated[GaussianPosteriorConfig, Field(discriminator="name")]
 PriorConfig = Annotated[StandardNormalPriorConfig | VampPriorConfig, Field(discriminator="name")]
 LikelihoodConfig = Annotated[
-    BernoulliLikelihoodConfig | GaussianLikelihoodConfig | LogisticMixtureLikelihoodConfig,
+    BernoulliLikelihoodConfig
+    | GaussianLikelihoodConfig
+    | LogisticMixtureLikelihoodConfig
+    | DiscretizedGaussianLikelihoodConfig,
     Field(discriminator="name"),
 ]
 ConditionConfig = Annotated[LabelConditionConfig, Field(discriminator="name")]
@@ -219,3 +273,17 @@ class ModelConfig(PartConfig):
     likelihood: LikelihoodConfig = Field(default_factory=BernoulliLikelihoodConfig)
     # None: an unconditional VAE; a condition part makes encoder and decoder take a class label.
     condition: ConditionConfig | None = None
+
+    @model_validator(mode="after")
+    def _latent_layouts_agree(self) -> ModelConfig:
+        enc = getattr(self.encoder, "latent", "vector")
+        dec = getattr(self.decoder, "latent", "vector")
+        if enc != dec:
+            raise ValueError(
+                f"encoder {self.encoder.name!r} lays out the latent as a {enc} but decoder "
+                f"{self.decoder.name!r} as a {dec}: set the same 'latent' on both (a spatial latent needs "
+                "the resnet encoder and decoder)"
+            )
+        if dec == "spatial" and self.condition is not None:
+            raise ValueError("a spatial latent cannot take a class label beside z: use latent: vector")
+        return self

@@ -10,6 +10,7 @@ from torch import nn
 
 from vaelab.models.parts.conditioning import LabelConditioning
 from vaelab.models.parts.decoders import ConvDecoder, MLPDecoder
+from vaelab.models.parts.discretized import DiscretizedGaussianLikelihood
 from vaelab.models.parts.encoders import ConvEncoder, MLPEncoder
 from vaelab.models.parts.ladder import LadderDecoder
 from vaelab.models.parts.likelihoods import BernoulliLikelihood, GaussianLikelihood
@@ -33,5 +34,6 @@ LIKELIHOODS: dict[str, type[nn.Module]] = {
     "bernoulli": BernoulliLikelihood,
     "gaussian": GaussianLikelihood,
     "logistic_mixture": LogisticMixtureLikelihood,
+    "discretized_gaussian": DiscretizedGaussianLikelihood,
 }
 CONDITIONS: dict[str, type[nn.Module]] = {"label": LabelConditioning}

@@ -75,7 +75,7 @@ class VAE(nn.Module):
         self.config = config
         shape = config.image_shape
         d = config.latent_dim
-        self.likelihood = LIKELIHOODS[config.likelihood.name](config.likelihood)
+        self.likelihood = LIKELIHOODS[config.likelihood.name](config.likelihood, shape[0])
         self.posterior = POSTERIORS[config.posterior.name](config.posterior, d)
         self.prior = PRIORS[config.prior.name](config.prior, d, shape)
         # A conditional VAE (config.condition) feeds the label to encoder and decoder (Sohn et al. 2015).
@@ -86,7 +86,7 @@ class VAE(nn.Module):
         extra_d = self.condition.decoder_extra_dims if self.condition is not None else 0
         enc_shape = (shape[0] + extra_c, shape[1], shape[2])
         self.encoder = ENCODERS[config.encoder.name](config.encoder, enc_shape, self.posterior.param_dim)
-        out_shape = (shape[0] * self.likelihood.params_per_channel, shape[1], shape[2])
+        out_shape = (self.likelihood.param_channels, shape[1], shape[2])
         decoder_cls = DECODERS[config.decoder.name]
         self.hierarchical = bool(getattr(decoder_cls, "hierarchical", False))
         if self.hierarchical:
@@ -172,10 +172,8 @@ class VAE(nn.Module):
     def elements_per_sample(self) -> int:
         """Largest activation (numbers per image) one latent sample costs the decoder: the budget
         unit of chunked importance sampling."""
-        c, h, w = self.image_shape
-        return max(
-            self.likelihood.params_per_channel * c * h * w, getattr(self.decoder, "activation_elements", 0)
-        )
+        _, h, w = self.image_shape
+        return max(self.likelihood.param_channels * h * w, getattr(self.decoder, "activation_elements", 0))
 
     def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per image: closed form where torch.distributions registers one,

@@ -1,18 +1,43 @@
 """Likelihood parts p(x|z): decoder outputs -> a distribution over whole images.
 
-Each part says how many decoder channels it needs per image channel, and gives the distribution
-(event shape C x H x W, so ``log_prob`` returns one number per image, in nats) and the image to show.
+Each part is built for the images' channel count and says how many decoder output channels it needs
+(``param_channels``), and gives the distribution (event shape C x H x W, so ``log_prob`` returns one
+number per image, in nats) and the image to show.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.nn.functional import softplus
 
 from vaelab.models.config import BernoulliLikelihoodConfig, GaussianLikelihoodConfig
+
+
+class LikelihoodPart(nn.Module):
+    """What the VAE asks of a likelihood part.
+
+    ``param_channels``: decoder output channels for a whole image (the decoder's output is
+    (B, param_channels, H, W)). Parts that model each channel alike also say ``params_per_channel``
+    (param_channels = channels * params_per_channel); a part that couples the channels (the RGB logistic
+    mixture) has no such count. ``discrete``: ``log_prob`` is a normalised distribution over the 256 levels
+    of 8-bit pixels, so bits/dim is NLL / (D ln 2) with no bin-width offset; else it is a density over
+    [0, 1] (or a Bernoulli cross-entropy) and evaluation converts or declines.
+    """
+
+    discrete: ClassVar[bool] = False
+    param_channels: int
+
+    def forward(self, params: torch.Tensor) -> Distribution:
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The image to show for these parameters, in [0, 1]."""
+        raise NotImplementedError
 
 
 def log1p_exp_neg(a: torch.Tensor) -> torch.Tensor:
@@ -37,7 +62,7 @@ class FastBernoulli(Bernoulli):
         return value * logits - logits.clamp(min=0) - log1p_exp_neg(logits.abs())
 
 
-class BernoulliLikelihood(nn.Module):
+class BernoulliLikelihood(LikelihoodPart):
     """Bernoulli per pixel from logits (never sigmoid-then-BCE: logits keep log p finite).
 
     Pixels may be binary or grey levels in [0, 1]; for grey levels ``log_prob`` is the usual
@@ -46,8 +71,9 @@ class BernoulliLikelihood(nn.Module):
 
     params_per_channel = 1
 
-    def __init__(self, config: BernoulliLikelihoodConfig) -> None:
+    def __init__(self, config: BernoulliLikelihoodConfig, channels: int) -> None:
         super().__init__()
+        self.param_channels = channels
 
     def forward(self, params: torch.Tensor) -> Distribution:
         return Independent(FastBernoulli(logits=params, validate_args=False), 3)
@@ -57,18 +83,43 @@ class BernoulliLikelihood(nn.Module):
         return torch.sigmoid(params)
 
 
-class GaussianLikelihood(nn.Module):
-    """Gaussian per pixel: a fixed sigma, or a per-pixel learned log-scale with a floor."""
+class GaussianLikelihood(LikelihoodPart):
+    """Gaussian density per pixel over [0, 1]; the scale is fixed, learned per pixel, or shared.
 
-    def __init__(self, config: GaussianLikelihoodConfig) -> None:
+    ``learned``: the decoder outputs a log-scale per pixel, floored at ``min_log_scale``. On colour photos
+    this collapses: a density on 8-bit data is unbounded, so the model is paid without limit for pinning
+    easy pixels with tiny scales (gradients ~ 1/scale^2, norms of 1e4-1e5 were seen) while it can explain
+    every hard pixel with a wide scale whatever z says; it settles on the same blurred mean image for
+    every input, z unused.
+
+    ``shared`` (Rybkin et al. 2021, sigma-VAE): one learned log-scale per image channel, a parameter of
+    this part, not a decoder output. No pixel can opt out: the scale's optimum is the channel's RMS
+    reconstruction error over all pixels and images, so it shrinks only as reconstructions improve, and
+    every pixel's error weighs the same 1/scale^2, which the floor bounds (at -6.23: 2.6e5). The floor is
+    smooth, log-scale = floor + softplus(raw - floor), so the parameter never sits on a zero gradient.
+    """
+
+    def __init__(self, config: GaussianLikelihoodConfig, channels: int) -> None:
         super().__init__()
         self.config = config
         self.params_per_channel = 2 if config.variance == "learned" else 1
-        self.log_sigma = math.log(config.sigma)
+        self.param_channels = channels * self.params_per_channel
+        if config.variance == "shared":
+            # Start at exactly sigma: raw = floor + softplus^-1(log(sigma) - floor).
+            gap = math.log(config.sigma) - config.min_log_scale
+            raw = config.min_log_scale + gap + math.log(-math.expm1(-gap))
+            self.log_scale_raw = nn.Parameter(torch.full((channels, 1, 1), raw))
+
+    def log_scale(self) -> torch.Tensor:
+        """(C, 1, 1) shared log-scale (``variance: shared`` only), never below ``min_log_scale``."""
+        floor = self.config.min_log_scale
+        return floor + softplus(self.log_scale_raw - floor)
 
     def _loc_scale(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.params_per_channel == 1:
+        if self.config.variance == "fixed":
             return params, torch.full_like(params, self.config.sigma)
+        if self.config.variance == "shared":
+            return params, torch.exp(self.log_scale()).expand_as(params)
         loc, log_scale = params.chunk(2, dim=1)
         return loc, torch.exp(log_scale.clamp(min=self.config.min_log_scale))
 
