@@ -35,6 +35,17 @@ def stage_sides(side: int, stages: int, what: str) -> list[int]:
     return [side // 2**i for i in range(stages)]
 
 
+def spatial_latent_channels(latent_dim: int, sides: tuple[int, int], what: str) -> int:
+    """Channels of a spatial latent map: ``latent_dim`` numbers laid out as (channels, h, w)."""
+    positions = sides[0] * sides[1]
+    if latent_dim % positions:
+        raise ValueError(
+            f"{what}: a spatial latent at the lowest stage's side {sides[0]}x{sides[1]} needs latent_dim "
+            f"divisible by {positions}; got {latent_dim} (e.g. {positions * 4} for {sides[0]}x{sides[1]}x4)"
+        )
+    return latent_dim // positions
+
+
 class ResBlock(nn.Module):
     """x + conv3x3(act(conv3x3(act(x)))): a pre-activation residual block of constant width.
 
@@ -92,8 +103,18 @@ class ResNetEncoder(nn.Module):
             ]
         )
         self.feature_channels = {s: ch for s, ch in zip(self.sides, config.channels, strict=True)}
-        low = config.channels[-1] * self.sides[-1] * (w // 2 ** (n - 1))
-        self.head = nn.Sequential(activation(config.activation), nn.Flatten(1), nn.Linear(low, out_features))
+        low_shape = (config.channels[-1], self.sides[-1], w // 2 ** (n - 1))
+        if config.latent == "spatial":
+            # One (mean, log-variance) pair per latent channel and position; flattened channel-major so
+            # that the posterior's chunk(2) gives all means, then all log-variances.
+            maps = spatial_latent_channels(out_features // 2, low_shape[1:], "resnet encoder")
+            self.head = nn.Sequential(
+                activation(config.activation), Conv2d(low_shape[0], 2 * maps, 1), nn.Flatten(1)
+            )
+        else:
+            self.head = nn.Sequential(
+                activation(config.activation), nn.Flatten(1), nn.Linear(math.prod(low_shape), out_features)
+            )
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """(posterior parameters (B, out_features), {side: stage output (B, width, side, side')})."""
@@ -121,7 +142,14 @@ class ResNetDecoder(nn.Module):
         hs, ws = stage_sides(h, n, "resnet decoder"), stage_sides(w, n, "resnet decoder")
         self.start_shape = (config.channels[0], hs[-1], ws[-1])
         scale = math.sqrt(1.0 / (n * config.blocks_per_stage))
-        self.head = nn.Linear(latent_dim, config.channels[0] * hs[-1] * ws[-1])
+        self.head: nn.Module
+        if config.latent == "spatial":
+            maps = spatial_latent_channels(latent_dim, (hs[-1], ws[-1]), "resnet decoder")
+            self.latent_shape = (maps, hs[-1], ws[-1])
+            self.head = Conv2d(maps, config.channels[0], 3, padding=1)
+        else:
+            self.latent_shape = (latent_dim,)
+            self.head = nn.Linear(latent_dim, math.prod(self.start_shape))
         layers: list[nn.Module] = []
         for i, ch in enumerate(config.channels):
             layers.append(res_stage(ch, config.blocks_per_stage, config.activation, scale))
@@ -134,4 +162,5 @@ class ResNetDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.from_patches(self.net(self.head(z).view(-1, *self.start_shape)))
+        h = self.head(z.view(-1, *self.latent_shape)).view(-1, *self.start_shape)
+        return self.from_patches(self.net(h))
