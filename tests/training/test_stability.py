@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from vaelab.training import TrainConfig, load_checkpoint, train
 from vaelab.training import trainer as trainer_module
 from vaelab.training.distributed import DistContext
-from vaelab.training.stability import PoisonedWeightsError, UpdateGuard, check_finite
+from vaelab.training.stability import DivergedError, PoisonedWeightsError, UpdateGuard, check_finite
 
 SINGLE = DistContext()
 
@@ -51,6 +51,22 @@ def test_guard_skips_non_finite_losses_and_gradients(loss, grad):
     assert guard.summary()["skipped_nonfinite"] == 1
     off = UpdateGuard(TrainConfig(skip_nonfinite=False), linear_with_grad(grad).parameters())
     assert off.allow(torch.tensor(loss), SINGLE)  # switched off: the update goes ahead
+
+
+def test_guard_stops_a_run_whose_updates_are_all_skipped():
+    """A diverged model (every step non-finite) must stop with a clear error, not skip to the end."""
+    layer = linear_with_grad(math.nan)
+    guard = UpdateGuard(TrainConfig(max_skips_in_a_row=3), layer.parameters())
+    assert not guard.allow(torch.tensor(1.0), SINGLE)
+    layer.weight.grad = torch.ones(2, 2)
+    assert guard.allow(torch.tensor(1.0), SINGLE)  # a good step in between starts the count again
+    layer.weight.grad = torch.full((2, 2), math.nan)
+    assert not guard.allow(torch.tensor(1.0), SINGLE)
+    assert not guard.allow(torch.tensor(1.0), SINGLE)
+    with pytest.raises(DivergedError, match="the last 3 updates were all skipped"):
+        guard.allow(torch.tensor(1.0), SINGLE)
+    never = UpdateGuard(TrainConfig(max_skips_in_a_row=0), layer.parameters())
+    assert not any(never.allow(torch.tensor(1.0), SINGLE) for _ in range(200))
 
 
 def test_check_finite_names_the_poisoned_tensor():

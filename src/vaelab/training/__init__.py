@@ -10,10 +10,11 @@ from typing import Any
 
 from vaelab.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vaelab.training.config import TrainConfig
-from vaelab.training.stability import PoisonedWeightsError
+from vaelab.training.stability import DivergedError, PoisonedWeightsError
 
 __all__ = [
     "CheckpointError",
+    "DivergedError",
     "PoisonedWeightsError",
     "TrainConfig",
     "TrainResult",

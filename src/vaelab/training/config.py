@@ -87,6 +87,9 @@ class TrainConfig(BaseModel):
     skip_threshold: float = Field(default=0.0, ge=0.0)
     # Skip the update on every rank when any rank's loss or gradient is NaN or infinite.
     skip_nonfinite: bool = True
+    # Stop with an error after this many skipped updates in a row (0: never): the run has diverged, and
+    # skipping on would spend its whole budget without one update. The last checkpoint is kept.
+    max_skips_in_a_row: int = Field(default=100, ge=0)
     # Exponential moving average of the weights (0: off), used for validation, grids and the saved
     # model; the checkpoint holds raw and EMA weights (Polyak & Juditsky 1992; VDVAE's ema_rate).
     ema_decay: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -26,6 +26,10 @@ class PoisonedWeightsError(RuntimeError):
     """Weights hold NaN or infinity: refusing to write them (the previous checkpoint stays intact)."""
 
 
+class DivergedError(RuntimeError):
+    """Every update of a long stretch was skipped: the weights can no longer give a finite step."""
+
+
 class UpdateGuard:
     """Decides, after ``backward``, whether this step's update is applied, and keeps the epoch's counts.
 
@@ -40,7 +44,9 @@ class UpdateGuard:
         self.grad_clip = tc.grad_clip
         self.skip_threshold = tc.skip_threshold
         self.skip_nonfinite = tc.skip_nonfinite
+        self.max_skips_in_a_row = tc.max_skips_in_a_row
         self.params = [p for p in params if p.requires_grad]
+        self.skips_in_a_row = 0
         self.reset()
 
     def reset(self) -> None:
@@ -56,7 +62,21 @@ class UpdateGuard:
         """True to apply the update. Clips the gradients in place when the update goes ahead.
 
         Collective under torchrun: every rank calls it after ``backward`` and gets the same answer.
+        Raises :class:`DivergedError` after ``max_skips_in_a_row`` skipped updates in a row: a model
+        whose every step is non-finite never recovers by itself, and a run that skips on silently spends
+        its whole budget doing nothing (seen: a colour run skipped every step from its 4th epoch on).
         """
+        applied = self._decide(loss, ctx)
+        self.skips_in_a_row = 0 if applied else self.skips_in_a_row + 1
+        if self.max_skips_in_a_row and self.skips_in_a_row >= self.max_skips_in_a_row:
+            raise DivergedError(
+                f"training diverged: the last {self.skips_in_a_row} updates were all skipped (non-finite "
+                "loss or gradient, or a norm above train.skip_threshold). The last checkpoint holds the "
+                "weights from before; resume from it with a lower train.lr, or set train.grad_clip."
+            )
+        return applied
+
+    def _decide(self, loss: torch.Tensor, ctx: D.DistContext) -> bool:
         grads = [p.grad for p in self.params if p.grad is not None]
         norm = float(get_total_norm(grads)) if grads else 0.0
         bad = not (math.isfinite(norm) and bool(torch.isfinite(loss.detach()).all()))
