@@ -1,4 +1,4 @@
-"""Issue 5's targets: conditional MNIST, the GMM prior's FID, beta-TCVAE vs VAE MIG on dSprites-like data.
+"""Control targets: conditional MNIST, the GMM prior's FID, beta-TCVAE vs VAE MIG on dSprites-like data.
 
 Each part prints one JSON object (run them one at a time under the lock; each stays under ~10 minutes
 on 2 CPU cores):

@@ -12,7 +12,7 @@ Two other ways to get the same weight gradient are timed beside oneDNN's, each c
 - ``as_forward_conv``: the weight gradient is itself a convolution (the input's channels as a batch,
   the output gradient as the kernel), timed through oneDNN's forward kernels.
 
-Prints one JSON object. Issue 6's bf16 runs found oneDNN's backward-weights pass at a third of its
+Prints one JSON object. The bf16 runs found oneDNN's backward-weights pass at a third of its
 forward on a CPU with AMX (docs/performance.md); this script is the check on another machine.
 
     python benchmarks/conv_kernels.py

@@ -44,6 +44,7 @@ from vaelab.evaluation.features import FeatureNetConfig, FeatureSpace, load_feat
 from vaelab.evaluation.likelihood import mean_and_se
 from vaelab.evaluation.report import in_memory
 from vaelab.generation import reconstruct, sample
+from vaelab.io.images import interleave_rows, save_grid
 from vaelab.models import VAE
 from vaelab.runtime import derive_seed
 
@@ -137,6 +138,7 @@ def main() -> None:
     p.add_argument("--feature-epochs", type=int, help="feature-net epochs (default vaelab evaluate's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--grids", help="also write each side's reconstruction and sample grids (PNG) here")
     args = p.parse_args()
     data = data_path(args.data)
     python = peer_python()
@@ -173,6 +175,11 @@ def main() -> None:
     x = to_float(test.images, "none")
     samples = sample(model, args.samples, seed=derive_seed(args.seed, "samples"))  # vaelab evaluate's seed
     vaelab_images = to_uint8(reconstruct(model, x)), to_uint8(samples)
+    if args.grids:
+        for side, (recon, drawn) in (("vaelab", vaelab_images), ("pythae", pythae_images)):
+            pairs, per_row = interleave_rows(test.images[:32], recon[:32], 8)
+            save_grid(pairs, Path(args.grids) / f"{side}-reconstructions.png", nrow=per_row)
+            save_grid(drawn[:64], Path(args.grids) / f"{side}-samples.png", nrow=8)
     report = {
         **header("photos32_peer"),
         "data": {"path": str(data), "test_images": len(test), "train_images": len(train)},

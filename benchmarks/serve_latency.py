@@ -1,4 +1,4 @@
-"""Latency of the web app's decode request, measured from a second process (issue 7's speed target).
+"""Latency of the web app's decode request, measured from a second process.
 
 Starts ``vaelab serve`` (uvicorn) on 127.0.0.1 in a subprocess, then this process sends a loop of
 requests over one keep-alive HTTP connection, as the page does while a latent slider moves: each

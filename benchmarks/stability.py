@@ -1,4 +1,4 @@
-"""Stability target (issue 4): a config that diverges without the guards completes with them.
+"""Stability target: a config that diverges without the guards completes with them.
 
 Trains the seed MLP VAE (configs/seed.yaml) on MNIST with a learning rate too high (``--lr``; the
 seed's is 1e-3) three ways, one after another in this process:

@@ -90,7 +90,7 @@ class ConvDecoderConfig(ConvPartConfig):
     activation: Activation = "relu"
     # How each stage doubles the side: a stride-2 transposed convolution, or nearest-neighbour
     # upsampling and a 3x3 convolution (no checkerboard artefacts; not faster on the CPUs measured:
-    # docs/benchmarks.md, issue 6 of 2026-11-29).
+    # docs/benchmarks.md).
     upsample: Literal["transposed", "nearest"] = "transposed"
     # Stride-1 3x3 convolutions after each upsampling, at that stage's width (the encoder's mirror).
     convs_per_stage: int = Field(default=0, ge=0)

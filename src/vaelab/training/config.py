@@ -65,7 +65,7 @@ class TrainConfig(BaseModel):
     # 0 turns it off.
     snapshot_every: int = Field(default=0, ge=0)
 
-    # --- Stability (issue 4). Every option defaults to the plain loop above; docs/training.md says
+    # --- Stability. Every option defaults to the plain loop above; docs/training.md says
     # why each exists and where it comes from. Schedules advance on every batch, skipped or not.
     # KL annealing: the KL's weight (times objective.beta) rises from 0 to 1. "linear": over
     # kl_anneal_steps, then 1 (warm-up, Sønderby et al. 2016); "cyclical": repeats every
