@@ -34,9 +34,12 @@ def test_shipped_configs_validate_round_trip_and_build(path, tmp_path):
     cfg = load_config(REPO / path)
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
     assert load_config(tmp_path / "c.yaml") == cfg
-    # the model builds and runs on two images of the dataset's shape (MNIST 28x28, or the folder size)
+    # the model builds and runs on two images of the dataset's shape (MNIST 28x28, the folder size, or
+    # photos32's 32x32 RGB for the config made for it)
     side = cfg.data.image_size if cfg.data.name == "folder" else 28
     channels = cfg.data.channels if cfg.data.name == "folder" else 1
+    if path.endswith("photos32.yaml"):
+        side, channels = 32, 3
     update: dict = {"image_shape": (channels, side, side)}
     labels = None
     if cfg.model.condition is not None:  # conditional: the classes come from the dataset (MNIST: 10)
