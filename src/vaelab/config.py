@@ -13,13 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vaelab.data.config import DataConfig
+from vaelab.errors import ConfigError
 from vaelab.models.config import ModelConfig
 from vaelab.objectives import ELBOConfig, ObjectiveConfig
 from vaelab.training.config import TrainConfig
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names each bad field."""
 
 
 class RunConfig(BaseModel):

@@ -7,6 +7,6 @@ CLI can print it as it is instead of a traceback.
 
 from __future__ import annotations
 
+from vaelab.errors import DataError
 
-class DataError(Exception):
-    """A dataset could not be found, read, verified or decoded; the message says which file and why."""
+__all__ = ["DataError"]

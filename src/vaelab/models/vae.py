@@ -26,6 +26,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, kl_divergence
 
 from vaelab import __version__
+from vaelab.errors import ModelLoadError
 from vaelab.io.atomic import atomic_write
 from vaelab.models.config import ModelConfig
 from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
@@ -34,10 +35,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "vaelab-vae"
 FORMAT_VERSION = 1
-
-
-class ModelLoadError(Exception):
-    """A saved model could not be loaded; the message names the file and the problem."""
 
 
 @dataclass

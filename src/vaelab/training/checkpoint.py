@@ -12,14 +12,11 @@ from typing import Any
 
 import torch
 
+from vaelab.errors import CheckpointError
 from vaelab.io.atomic import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(Exception):
-    """A checkpoint is missing, corrupt or not vaelab's; the message names the file."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
