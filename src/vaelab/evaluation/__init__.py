@@ -1,23 +1,22 @@
 """Numbers that compare VAEs: ELBO, importance-weighted log-likelihood and bits/dim, posterior health,
-reconstruction quality, and sample quality in a learned feature space (see ``report.py``)."""
+reconstruction quality, and sample quality in a learned feature space.
 
-from vaelab.evaluation.elbo import elbo_per_image, evaluate_elbo
+``eval_set.py`` picks the images, ``measure.py`` makes each section of a report, ``report.py`` assembles,
+writes and reads the report, ``tables.py`` renders it as Markdown.
+"""
+
+from vaelab.evaluation.dataset_elbo import elbo_per_image, evaluate_elbo
+from vaelab.evaluation.eval_set import fixed_inputs, in_memory, seeded_subset
 from vaelab.evaluation.likelihood import (
     LogLikelihood,
     evaluate_log_likelihood,
     iw_log_likelihood_batch,
     nats_to_bits_per_dim,
 )
+from vaelab.evaluation.measure import EvaluationOptions, quick_evaluate
 from vaelab.evaluation.posterior import PosteriorStats, posterior_statistics
 from vaelab.evaluation.reconstruction import psnr, reconstruction_metrics, ssim
-from vaelab.evaluation.report import (
-    EvaluationOptions,
-    evaluate_model,
-    fixed_inputs,
-    load_report,
-    quick_evaluate,
-    write_report,
-)
+from vaelab.evaluation.report import evaluate_model, load_report, write_report
 from vaelab.evaluation.sample_quality import compare_features, frechet_distance, precision_recall
 
 __all__ = [
@@ -31,6 +30,7 @@ __all__ = [
     "evaluate_model",
     "fixed_inputs",
     "frechet_distance",
+    "in_memory",
     "iw_log_likelihood_batch",
     "load_report",
     "nats_to_bits_per_dim",
@@ -39,6 +39,7 @@ __all__ = [
     "psnr",
     "quick_evaluate",
     "reconstruction_metrics",
+    "seeded_subset",
     "ssim",
     "write_report",
 ]

@@ -7,13 +7,47 @@ space), so a table copied out of context still says what it means.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
-Row = tuple[str, Callable[[dict[str, Any]], tuple[Any, Any]], str]
+# The rows of a report's table, one number each: label | the number's key in the report | what it was
+# measured on. The number's standard error, where it has one, sits beside it under the key plus "_se".
+# A label indented by two spaces details the row above and is left out when it has no value. A note is
+# a format string over the report's sections; ``_note`` writes {k_gap} and {samples},
+# and {mig} and {iw_speed} stand for the longer notes of ``_LONG_NOTES``.
+_TABLE = """\
+ELBO (nats) | elbo.elbo | {elbo[images]} images, 1 sample each
+  E_q log p(x|z) | elbo.log_px_z |
+  KL(q(z|x) || p(z)) | elbo.kl |
+-log p(x), IW (nats) | log_likelihood.nll | K={log_likelihood[iw_samples]}, {log_likelihood[images]} images
+  bits/dim | log_likelihood.bits_per_dim |
+  K-gap of log p(x) | log_likelihood.k_gap.gap | {k_gap}
+active units | posterior.active_units | of {posterior[latent_dim]}, Var(E_q z) > 0.01
+reconstruction MSE | reconstruction.mse | per pixel
+PSNR (dB) | reconstruction.psnr | mean per image
+SSIM | reconstruction.ssim | 11x11 Gaussian window
+FD, feature net | sample_quality.fd | {samples}
+precision | sample_quality.precision | k={sample_quality[k]}
+recall | sample_quality.recall | k={sample_quality[k]}
+feature-net test accuracy | sample_quality.classifier_test_accuracy |
+Inception FID | inception_fid.fid | torch-fidelity, optional
+MIG (disentanglement) | disentanglement.mig | {mig}
+  IW time / FLOP time at fp32 peak | log_likelihood.time_over_fp32_peak_time | {iw_speed}
+evaluation time (s) | timings_s.total |
+"""
+# rsplit: a label may hold "|" (the KL row's), a key or a note never does.
+ROWS: list[tuple[str, str, str]] = [
+    (label.rstrip(), key.strip(), note.strip())
+    for label, key, note in (line.rsplit("|", 2) for line in _TABLE.splitlines())
+]
+_LONG_NOTES = {
+    "{mig}": "{disentanglement[images]} images with known factors, Chen et al. 2018",
+    "{iw_speed}": "{log_likelihood[seconds]:.0f} s at {log_likelihood[gflop_per_s]:.0f} GFLOP/s, "
+    "{log_likelihood[precision]}",
+}
 
 
 def _get(report: dict[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` ("elbo.kl") of a report, or None where any part is missing."""
     node: Any = report
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -22,51 +56,9 @@ def _get(report: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _pair(value: str, se: str | None = None) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
-    return lambda r: (_get(r, value), _get(r, se) if se else None)
-
-
-def _k_gap(r: dict[str, Any]) -> tuple[Any, Any]:
-    return _get(r, "log_likelihood.k_gap.gap"), _get(r, "log_likelihood.k_gap.gap_se")
-
-
-ROWS: list[Row] = [
-    ("ELBO (nats)", _pair("elbo.elbo", "elbo.elbo_se"), "{d[elbo][images]} images, 1 sample each"),
-    ("  E_q log p(x|z)", _pair("elbo.log_px_z", "elbo.log_px_z_se"), ""),
-    ("  KL(q(z|x) || p(z))", _pair("elbo.kl", "elbo.kl_se"), ""),
-    (
-        "-log p(x), IW (nats)",
-        _pair("log_likelihood.nll", "log_likelihood.nll_se"),
-        "K={d[log_likelihood][iw_samples]}, {d[log_likelihood][images]} images",
-    ),
-    ("  bits/dim", _pair("log_likelihood.bits_per_dim", "log_likelihood.bits_per_dim_se"), ""),
-    ("  K-gap of log p(x)", _k_gap, "{k_gap}"),
-    ("active units", _pair("posterior.active_units"), "of {d[posterior][latent_dim]}, Var(E_q z) > 0.01"),
-    ("reconstruction MSE", _pair("reconstruction.mse", "reconstruction.mse_se"), "per pixel"),
-    ("PSNR (dB)", _pair("reconstruction.psnr", "reconstruction.psnr_se"), "mean per image"),
-    ("SSIM", _pair("reconstruction.ssim", "reconstruction.ssim_se"), "11x11 Gaussian window"),
-    ("FD, feature net", _pair("sample_quality.fd", "sample_quality.fd_se"), "{samples}"),
-    (
-        "precision",
-        _pair("sample_quality.precision", "sample_quality.precision_se"),
-        "k={d[sample_quality][k]}",
-    ),
-    ("recall", _pair("sample_quality.recall", "sample_quality.recall_se"), "k={d[sample_quality][k]}"),
-    ("feature-net test accuracy", _pair("sample_quality.classifier_test_accuracy"), ""),
-    ("Inception FID", _pair("inception_fid.fid"), "torch-fidelity, optional"),
-    (
-        "MIG (disentanglement)",
-        _pair("disentanglement.mig"),
-        "{d[disentanglement][images]} images with known factors, Chen et al. 2018",
-    ),
-    (
-        "  IW time / FLOP time at fp32 peak",
-        _pair("log_likelihood.time_over_fp32_peak_time"),
-        "{d[log_likelihood][seconds]:.0f} s at {d[log_likelihood][gflop_per_s]:.0f} GFLOP/s, "
-        "{d[log_likelihood][precision]}",
-    ),
-    ("evaluation time (s)", _pair("timings_s.total"), ""),
-]
+def _value(report: dict[str, Any], path: str) -> tuple[Any, Any]:
+    """(value, standard error or None) of the number at ``path``."""
+    return _get(report, path), _get(report, path + "_se")
 
 
 def fmt(value: Any, se: Any = None) -> str:
@@ -94,8 +86,9 @@ def _note(template: str, report: dict[str, Any]) -> str:
         if not sq.get("available"):
             return str(sq.get("reason", "unavailable"))
         return f"{sq['fake_images']} samples vs {sq['real_images']} {report['data']['split']} images"
+    template = _LONG_NOTES.get(template, template)
     try:
-        return template.format(d=report)
+        return template.format_map(report)
     except (KeyError, TypeError):
         return ""
 
@@ -123,8 +116,8 @@ def render_report(report: dict[str, Any]) -> str:
         "| metric | value ± standard error | measured on |",
         "|---|---|---|",
     ]
-    for label, get, template in ROWS:
-        value, se = get(report)
+    for label, path, template in ROWS:
+        value, se = _value(report, path)
         if value is None and label.startswith("  "):
             continue
         lines.append(f"| {_cell(label)} | {fmt(value, se)} | {_cell(_note(template, report))} |")
@@ -146,8 +139,8 @@ def render_comparison(reports: list[dict[str, Any]], names: list[str]) -> str:
     """Markdown with one column per report; the last column says what the rows were measured on."""
     header = "| metric | " + " | ".join(names) + " |"
     lines = [header, "|---" * (len(names) + 1) + "|"]
-    for label, get, _ in ROWS:
-        cells = [fmt(*get(r)) for r in reports]
+    for label, path, _ in ROWS:
+        cells = [fmt(*_value(r, path)) for r in reports]
         if label.startswith("  ") and all(c == "n/a" for c in cells):
             continue
         lines.append(f"| {_cell(label.strip())} | " + " | ".join(cells) + " |")
@@ -169,6 +162,6 @@ def render_comparison(reports: list[dict[str, Any]], names: list[str]) -> str:
 def comparison_json(reports: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     """The numbers of ``render_comparison`` as JSON: {metric: {run: [value, se]}}."""
     table: dict[str, Any] = {}
-    for label, get, _ in ROWS:
-        table[label.strip()] = {name: list(get(r)) for name, r in zip(names, reports, strict=True)}
+    for label, path, _ in ROWS:
+        table[label.strip()] = {name: list(_value(r, path)) for name, r in zip(names, reports, strict=True)}
     return {"runs": names, "metrics": table}

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from vaelab.data import ImageDataset, PackedDataset
+from vaelab.evaluation.eval_set import fixed_inputs, in_memory, seeded_subset
 from vaelab.evaluation.posterior import posterior_statistics
-from vaelab.evaluation.report import fixed_inputs, in_memory, seeded_subset
 from vaelab.models.vae import VAE
 
 

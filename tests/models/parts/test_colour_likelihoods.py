@@ -4,7 +4,7 @@ save/load; and evaluation treats the discrete ones as distributions over the 256
 import pytest
 import torch
 
-from vaelab.evaluation.report import likelihood_unit
+from vaelab.evaluation.measure import likelihood_unit
 from vaelab.models import VAE, ModelConfig
 
 COLOUR_LIKELIHOODS = [

@@ -1,4 +1,5 @@
-"""The ELBO and its two terms averaged over a dataset split, in nats per image."""
+"""The ELBO and its two terms measured over a dataset split, in nats per image (the training
+objective itself is ``vaelab.objectives.elbo``; this module only averages what the model returns)."""
 
 from __future__ import annotations
 
