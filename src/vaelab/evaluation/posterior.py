@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.distributions import Distribution, Independent, kl_divergence
+from torch.distributions import Distribution, Independent
 
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.models.vae import VAE
@@ -50,14 +50,14 @@ class PosteriorStats:
         }
 
 
-def per_dim_kl(posterior: Distribution, prior: Distribution, z: torch.Tensor) -> torch.Tensor:
-    """(B, D) KL of each latent dimension: closed form for factorised posteriors and priors that
-    torch.distributions can pair, else the one-sample estimate log q(z_u|x) - log p(z_u) at ``z``."""
-    q = posterior.base_dist if isinstance(posterior, Independent) else posterior
-    p = prior.base_dist if isinstance(prior, Independent) else prior
-    try:
-        kl = kl_divergence(q, p)
-    except NotImplementedError:
+def _kl_per_dim(model: VAE, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
+    """(B, D) KL of each latent dimension: the model's closed form (``VAE.kl_per_dim``), else, for
+    factors with no closed-form KL, the one-sample estimate log q(z_u|x) - log p(z_u) at ``z``."""
+    kl = model.kl_per_dim(posterior)
+    if kl is None:
+        q = posterior.base_dist if isinstance(posterior, Independent) else posterior
+        prior = model.prior()
+        p = prior.base_dist if isinstance(prior, Independent) else prior
         kl = q.log_prob(z) - p.log_prob(z)
     return kl.expand_as(z)
 
@@ -69,14 +69,13 @@ def posterior_statistics(
     """Active units and per-dimension KL of ``model`` over ``dataset`` (pixels as stored, /255)."""
     was_training = model.training
     model.eval()
-    prior = model.prior()
     means, kls = [], []
     for images, labels in batches(dataset, batch_size, shuffle=False):
         y = labels.to(model.device) if model.num_classes and labels is not None else None
         posterior = model.encode(to_float(images.to(model.device), "none"), y)
         mean = posterior.mean
         means.append(mean.double().cpu())
-        kls.append(per_dim_kl(posterior, prior, posterior.sample()).double().sum(0).cpu())
+        kls.append(_kl_per_dim(model, posterior, posterior.sample()).double().sum(0).cpu())
     model.train(was_training)
     n = len(dataset)
     if n == 0:

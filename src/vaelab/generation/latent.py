@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.distributions import Distribution, Independent, kl_divergence
 
+from vaelab.errors import UsageError
 from vaelab.models.vae import VAE
 
 InterpolationMode = Literal["linear", "slerp"]
@@ -102,7 +102,7 @@ def attribute_vector(
     for name, cls in (("source", source), ("target", target)):
         mask = labels == cls
         if not bool(mask.any()):
-            raise ValueError(f"no images labelled {cls} (the {name} group) to average")
+            raise UsageError(f"no images labelled {cls} (the {name} group) to average")
         groups.append(encode_mean(model, images[mask]).mean(0))
     return groups[1] - groups[0]
 
@@ -122,11 +122,6 @@ def latent_arithmetic(
     return model.decode(shifted.reshape(-1, z.shape[1]).to(model.device)).cpu()
 
 
-def _factors(dist: Distribution) -> Distribution:
-    """The per-dimension distribution inside an ``Independent`` (the diagonal Gaussians here)."""
-    return dist.base_dist if isinstance(dist, Independent) else dist
-
-
 @torch.no_grad()  # not inference_mode: callers may feed the results to autograd
 def kl_per_dim(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Mean KL(q(z_j|x) || p(z_j)) over images, per latent dimension j, in nats: shape (latent_dim,).
@@ -137,14 +132,13 @@ def kl_per_dim(model: VAE, images: torch.Tensor, batch_size: int = 1024) -> torc
     """
     if len(images) == 0:
         raise ValueError("kl_per_dim needs at least one image")
-    prior = _factors(model.prior())
     total = torch.zeros(model.latent_dim)
     for i in range(0, len(images), batch_size):
-        posterior = _factors(model.encode(images[i : i + batch_size].to(model.device)))
-        kl = kl_divergence(posterior, prior)
-        if kl.shape[-1:] != (model.latent_dim,):
+        kl = model.kl_per_dim(model.encode(images[i : i + batch_size].to(model.device)))
+        if kl is None:
             raise NotImplementedError(
-                f"per-dimension KL needs a factorised posterior and prior, got KL of shape {tuple(kl.shape)}"
+                "per-dimension KL needs a posterior and prior that factorise over the latent dimensions "
+                "with a closed-form KL per factor"
             )
         total += kl.reshape(-1, model.latent_dim).sum(0).cpu()
     return total / len(images)
