@@ -1,4 +1,8 @@
-"""Process-level concerns: the device, seeds, threads, and the versions a run records."""
+"""Process-level concerns: the device, seeds, and the machine and versions a run records.
+
+What the machine can do fast (its matmul features, its measured peak) is ``perf``'s concern; the
+``environment`` record here lists the CPU features ``perf.cpu_features`` finds.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import numpy as np
 import torch
 
 from vaelab import __version__
+from vaelab.errors import SetupError
+from vaelab.perf import cpu_features
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -23,11 +29,11 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise SetupError(
             "--device cuda was asked for, but torch sees no CUDA GPU (use --device auto or cpu)."
         )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("--device mps was asked for, but this machine has no Apple MPS device.")
+        raise SetupError("--device mps was asked for, but this machine has no Apple MPS device.")
     return torch.device(name)
 
 
@@ -56,19 +62,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> list[str]:
-    """The matmul-relevant CPU features (AVX-512 BF16, AMX, ...) seen in /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx2")))
-    except OSError:
-        pass
-    return []
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB (VmHWM). Unlike ``getrusage``'s ru_maxrss, which a
     child started by fork + exec inherits from its parent, VmHWM restarts at exec."""
@@ -93,7 +86,7 @@ def environment() -> dict[str, object]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu": cpu_name(),
-        "cpu_flags": cpu_flags(),
+        "cpu_flags": sorted(name for name, present in cpu_features().items() if present),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
