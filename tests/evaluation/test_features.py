@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from vaelab.data import DataConfig, ImageDataset, cache_dir, load_dataset
+from vaelab.data import DataConfig, DataError, ImageDataset, cache_dir, load_dataset
 from vaelab.evaluation import features
 from vaelab.evaluation.features import load_feature_space
 
@@ -54,5 +54,5 @@ def test_other_data_gets_another_net_and_unlabelled_data_is_refused(blobs):
     flipped = ImageDataset(train_set.images.flip(-1), train_set.labels, train_set.name, train_set.num_classes)
     assert load_feature_space(flipped, None).fingerprint != a.fingerprint
     unlabelled = ImageDataset(train_set.images, None, "u", None)
-    with pytest.raises(ValueError, match="no class labels"):
+    with pytest.raises(DataError, match="no class labels"):
         load_feature_space(unlabelled)

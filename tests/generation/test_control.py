@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vaelab.errors import ModelLoadError
 from vaelab.generation import (
     attribute_vector,
     dims_by_kl,
@@ -76,7 +77,7 @@ def test_gmm_prior_fits_saves_and_samples(model, tmp_path):
     torch.testing.assert_close(z.mean(0).double(), prior.weights @ prior.means, atol=0.02, rtol=0)
     a = sample(model, 6, seed=1, prior=again)
     assert a.shape == (6, 1, 8, 8) and torch.equal(a, sample(model, 6, seed=1, prior=again))
-    with pytest.raises(ValueError, match="over 5 latent dimensions; the model has 7"):
+    with pytest.raises(ModelLoadError, match="over 5 latent dimensions; the model has 7"):
         load_gmm_prior(tmp_path, 7)
 
 

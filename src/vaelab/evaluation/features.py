@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from vaelab.data import ImageDataset, batches, cache_dir, to_float
+from vaelab.data import DataError, ImageDataset, batches, cache_dir, to_float
 from vaelab.io.atomic import atomic_write, atomic_write_text
 from vaelab.models.parts.layers import halved_sides
 
@@ -190,10 +190,10 @@ def load_feature_space(
     """The feature net for ``train_set``: from the cache, else trained now (and cached).
 
     ``test_set`` gives the accuracy stated in reports (computed once, when the net is trained).
-    Raises ``ValueError`` when the training set has no labels: without classes there is no classifier.
+    Raises ``DataError`` when the training set has no labels: without classes there is no classifier.
     """
     if train_set.labels is None or not train_set.num_classes or train_set.num_classes < 2:
-        raise ValueError(
+        raise DataError(
             f"dataset {train_set.name!r} has no class labels, so vaelab cannot train the feature "
             "classifier for sample-quality metrics"
         )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from vaelab.errors import UsageError
 from vaelab.models.vae import VAE
 
 
 def require_conditional(model: VAE) -> int:
-    """The model's number of classes, or a ValueError saying it is unconditional."""
+    """The model's number of classes, or a UsageError saying it is unconditional."""
     if not model.num_classes:
-        raise ValueError(
+        raise UsageError(
             "this model is unconditional: it was not trained with model.condition, so it takes no class "
             "(train one with --set model.condition.name=label)"
         )
@@ -27,11 +28,11 @@ def parse_classes(spec: str, num_classes: int) -> list[int]:
         try:
             c = int(item)
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 f"--class takes a class number, a comma-separated list or 'all'; got {spec!r}"
             ) from None
         if not 0 <= c < num_classes:
-            raise ValueError(
+            raise UsageError(
                 f"class {c} is out of range: this model has {num_classes} classes (0 to {num_classes - 1})"
             )
         classes.append(c)

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from vaelab.errors import MissingFileError, ModelLoadError, UsageError
 from vaelab.generation.latent import encode_mean
 from vaelab.io.atomic import atomic_write
 from vaelab.models.vae import VAE, resolve_model_dir
@@ -47,9 +48,9 @@ class GMMPrior:
     def sample(self, n: int, *, temperature: float = 1.0, seed: int | None = None) -> torch.Tensor:
         """``n`` latents (n, D): a component by weight, then its Gaussian (deviation times temperature)."""
         if n < 1:
-            raise ValueError(f"number of samples must be at least 1, got {n}")
+            raise UsageError(f"number of samples must be at least 1, got {n}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise UsageError(f"sampling from a GMM prior needs a temperature > 0, got {temperature}")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         comp = torch.multinomial(self.weights.double(), n, replacement=True, generator=gen)
         chol = torch.linalg.cholesky(self.covariances.double())
@@ -78,11 +79,14 @@ def fit_gmm_prior(
     from sklearn.mixture import GaussianMixture
 
     if model.num_classes:
-        raise ValueError("fit-prior is for unconditional models (a conditional model's z ignores the label)")
+        raise UsageError("fit-prior is for unconditional models (a conditional model's z ignores the label)")
     if components < 1:
-        raise ValueError(f"components must be at least 1, got {components}")
+        raise UsageError(f"components must be at least 1, got {components}")
     if len(images) < components * 2:
-        raise ValueError(f"need at least {components * 2} images to fit {components} components")
+        raise UsageError(
+            f"need at least {components * 2} images to fit {components} components; got {len(images)} "
+            "(fit fewer components)"
+        )
     was_training = model.training
     model.eval()
     z = encode_mean(model, images).double().numpy()
@@ -131,22 +135,22 @@ def save_gmm_prior(prior: GMMPrior, model_path: str | Path) -> Path:
 
 
 def load_gmm_prior(model_path: str | Path, latent_dim: int | None = None) -> GMMPrior:
-    """The mixture saved beside a model; FileNotFoundError telling how to fit one when there is none."""
+    """The mixture saved beside a model; MissingFileError telling how to fit one when there is none."""
     path = resolve_model_dir(model_path) / GMM_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"no GMM prior at {path}: run 'vaelab fit-prior {model_path}' first")
+        raise MissingFileError(f"no GMM prior at {path}: run 'vaelab fit-prior {model_path}' first")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{path} could not be read as safetensors: {exc}") from None
+        raise ModelLoadError(f"{path} could not be read as safetensors: {exc}") from None
     if meta.get("format") != GMM_FORMAT or set(tensors) != {"weights", "means", "covariances"}:
-        raise ValueError(f"{path} is not a vaelab GMM prior")
+        raise ModelLoadError(f"{path} is not a vaelab GMM prior")
     prior = GMMPrior(tensors["weights"], tensors["means"], tensors["covariances"], json.loads(meta["info"]))
     k, d = prior.means.shape
     if prior.weights.shape != (k,) or prior.covariances.shape != (k, d, d):
-        raise ValueError(f"{path} has inconsistent shapes")
+        raise ModelLoadError(f"{path} has inconsistent shapes")
     if latent_dim is not None and d != latent_dim:
-        raise ValueError(f"{path} is a mixture over {d} latent dimensions; the model has {latent_dim}")
+        raise ModelLoadError(f"{path} is a mixture over {d} latent dimensions; the model has {latent_dim}")
     return prior

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from vaelab.errors import ConfigError
 from vaelab.models.vae import VAEOutput
 
 
@@ -63,7 +64,7 @@ class ELBO:
 def free_bits_kl(out: VAEOutput, config: ELBOConfig) -> torch.Tensor:
     """sum_j max(lambda, mean over the batch of KL_j): the KL term with free bits, a scalar."""
     if out.kl_groups is None:
-        raise ValueError(
+        raise ConfigError(
             "objective.free_bits needs the KL of each latent dimension, but this model's posterior and "
             "prior do not split it (kl_groups is None); set objective.free_bits=0"
         )
@@ -71,7 +72,7 @@ def free_bits_kl(out: VAEOutput, config: ELBOConfig) -> torch.Tensor:
     groups = config.free_bits_groups
     if groups:
         if per_group.numel() % groups:
-            raise ValueError(
+            raise ConfigError(
                 f"objective.free_bits_groups={groups} must divide the {per_group.numel()} KL parts "
                 "(latent dimensions)"
             )

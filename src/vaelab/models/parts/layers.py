@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab.errors import ConfigError
+
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -42,10 +44,10 @@ def halved_sides(side: int, n: int) -> list[int]:
 def patched_shape(shape: tuple[int, int, int], patch: int, what: str) -> tuple[int, int, int]:
     """(C, H, W) as a part with ``patch`` > 1 sees it: each patch x patch block of pixels becomes
     patch² channels of one position, (C * patch², H / patch, W / patch). The patch must divide both
-    sides, else a ValueError names the part and what would work."""
+    sides, else a ConfigError names the part and what would work."""
     c, h, w = shape
     if h % patch or w % patch:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: patch {patch} does not divide the image sides {h}x{w}; use a patch that divides "
             "both (1 turns patching off)"
         )

@@ -23,6 +23,7 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.nn.functional import log_softmax, softplus
 
+from vaelab.errors import ConfigError
 from vaelab.models.config import LogisticMixtureLikelihoodConfig
 from vaelab.models.parts.likelihoods import LikelihoodPart
 
@@ -191,7 +192,7 @@ class LogisticMixtureLikelihood(LikelihoodPart):
         m = config.components
         if config.coupled:
             if channels != 3:
-                raise ValueError(
+                raise ConfigError(
                     f"logistic_mixture with coupled: true couples R, G and B; these images have {channels} "
                     "channel(s): set coupled: false"
                 )
