@@ -30,6 +30,9 @@ class LikelihoodPart(nn.Module):
     """
 
     discrete: ClassVar[bool] = False
+    # ``mean`` and ``sample`` decode one pixel at a time (an autoregressive part): the image is not
+    # one function of the decoder's output, so it cannot be exported as one graph.
+    sequential: ClassVar[bool] = False
     param_channels: int
 
     def forward(self, params: torch.Tensor) -> Distribution:

@@ -1,0 +1,140 @@
+"""The pixelcnn likelihood: causal, normalised over whole 8-bit images, and decoded consistently."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from vaelab.errors import UsageError
+from vaelab.export import export_onnx
+from vaelab.models import VAE
+from vaelab.models.config import (
+    LogisticMixtureLikelihoodConfig,
+    ModelConfig,
+    PixelCNNLikelihoodConfig,
+)
+from vaelab.models.parts.autoregressive import PixelCNNLikelihood
+from vaelab.models.parts.logistic import LogisticMixtureLikelihood
+
+
+def trained_looking(part: PixelCNNLikelihood, seed: int = 0) -> PixelCNNLikelihood:
+    """The part with its zero-initialised output layer made non-zero, so the context matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in part.out.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return part
+
+
+@pytest.mark.parametrize(("channels", "coupled"), [(3, True), (1, False)])
+def test_a_pixels_parameters_read_only_the_pixels_before_it(channels: int, coupled: bool) -> None:
+    torch.manual_seed(0)
+    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(coupled=coupled), channels))
+    params = torch.randn(2, part.param_channels, 6, 5)
+    x = torch.randint(0, 256, (2, channels, 6, 5)).float() / 255
+    changed = x.clone()
+    changed[:, :, 3, 2:] = torch.rand(2, channels, 3)  # pixel (3, 2) and everything after it
+    changed[:, :, 4:] = torch.rand(2, channels, 2, 5)
+    diff = (part.pixel_params(params, x) - part.pixel_params(params, changed)).abs().amax((0, 1))
+    moved = diff.flatten().nonzero().flatten()
+    # Pixel (3, 2) is raster position 17: its own parameters and all before it are unchanged; the next
+    # pixel reads it.
+    assert moved.min().item() == 3 * 5 + 2 + 1
+
+
+def test_probabilities_of_all_images_sum_to_one() -> None:
+    """A two-pixel greyscale image: the 65,536 images' probabilities sum to 1, so the product of the
+    per-pixel conditionals is a normalised distribution over whole images (bits/dim is a code length)."""
+    torch.manual_seed(1)
+    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(coupled=False, components=3), 1))
+    params = torch.randn(1, part.param_channels, 1, 2)
+    levels = torch.arange(256.0) / 255
+    images = torch.stack(torch.meshgrid(levels, levels, indexing="ij"), -1).reshape(-1, 1, 1, 2)
+    with torch.no_grad():
+        log_p = part(params.expand(len(images), -1, -1, -1)).log_prob(images)
+    total = torch.logsumexp(log_p.double(), 0).exp().item()
+    assert total == pytest.approx(1.0, abs=1e-4)
+    # and the second pixel's distribution really depends on the first. For RGB each factor is the
+    # coupled mixture (normalised over 256^3 values: test_colour_likelihoods.py) at parameters that do
+    # not read the pixel itself (the causality test above), so the same argument holds.
+    assert log_p.view(256, 256).softmax(1).std(0).max() > 1e-3
+
+
+def test_untrained_head_is_the_plain_mixture() -> None:
+    """The output layer starts at zero: training starts from ``logistic_mixture`` exactly."""
+    torch.manual_seed(3)
+    part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(), 3)
+    plain = LogisticMixtureLikelihood(LogisticMixtureLikelihoodConfig(coupled=True), 3)
+    params = torch.randn(4, part.param_channels, 8, 8)
+    x = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
+    torch.testing.assert_close(part(params).log_prob(x), plain(params).log_prob(x))
+
+
+def test_decoding_is_consistent_with_the_teacher_forced_pass() -> None:
+    torch.manual_seed(4)
+    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(kernel=3), 3))
+    params = torch.randn(3, part.param_channels, 5, 4)
+    mean = part.mean(params)
+    # every pixel of the greedy image is the mixture mean given the greedy image's earlier pixels
+    teacher = part.mixture(part.pixel_params(params, mean)).mean.clamp(0, 1)
+    torch.testing.assert_close(mean, teacher, atol=1e-5, rtol=0)
+    torch.manual_seed(5)
+    drawn = part(params).sample()
+    assert drawn.shape == (3, 3, 5, 4)
+    assert torch.allclose(drawn * 255, (drawn * 255).round(), atol=1e-3)  # 8-bit levels
+    assert drawn.min() >= 0 and drawn.max() <= 1
+    assert torch.isfinite(part(params).log_prob(drawn)).all()
+
+
+def test_even_kernel_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        PixelCNNLikelihoodConfig(kernel=4)
+
+
+def small_pixelcnn_vae(channels: int) -> VAE:
+    config = ModelConfig(
+        image_shape=(channels, 8, 8),
+        latent_dim=4,
+        encoder={"name": "conv", "channels": [8, 8]},
+        decoder={"name": "conv", "channels": [8, 8]},
+        likelihood={"name": "pixelcnn", "coupled": channels == 3, "hidden": 8},
+    )
+    return VAE(config)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_vae_trains_samples_and_reconstructs_with_it(channels: int) -> None:
+    torch.manual_seed(6)
+    model = small_pixelcnn_vae(channels)
+    x = torch.randint(0, 256, (5, channels, 8, 8)).float() / 255
+    out = model(x)
+    (-out.elbo.mean()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.likelihood.context.weight.grad is not None
+    assert model.sample(3).shape == (3, channels, 8, 8)
+    assert model.reconstruct(x).shape == x.shape
+    assert torch.isfinite(model.log_importance_weights(x, 3)).all()
+
+
+def test_onnx_export_refuses_it_by_name(tmp_path) -> None:
+    with pytest.raises(UsageError, match="pixelcnn"):
+        export_onnx(small_pixelcnn_vae(3), tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_loops_visit_every_pixel_once() -> None:
+    """The raster loop writes each pixel exactly once, in order (guards the window arithmetic)."""
+    part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(kernel=5, coupled=False), 1)
+    params = torch.zeros(1, part.param_channels, 3, 4)
+    seen: list[tuple[int, int]] = []
+    at = part.context.at
+
+    def spy(padded: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        seen.append((i, j))
+        return at(padded, i, j)
+
+    part.context.at = spy  # type: ignore[method-assign]
+    part.mean(params)
+    assert seen == list(itertools.product(range(3), range(4)))
