@@ -4,6 +4,9 @@ The conditional VAE of Sohn et al. 2015 ("Learning Structured Output Representat
 Conditional Generative Models") models p(x|y) = ∫ p(x|z, y) p(z) dz with q(z|x, y): both networks see
 the label. Any encoder and decoder part works unchanged: the encoder is built for one more input
 channel, the decoder for ``num_classes`` more latent inputs.
+
+An unconditional VAE holds ``Unconditional``, which adds nothing and refuses labels, so the VAE passes
+labels the one way, ``check``, then ``encoder_input`` / ``decoder_input``, whatever the model is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaelab.errors import UsageError
 from vaelab.models.config import LabelConditionConfig
+
+
+class Unconditional(nn.Module):
+    """The conditioning part of an unconditional VAE: no label, no extra inputs, no parameters."""
+
+    num_classes: int | None = None
+    encoder_extra_channels = 0
+    decoder_extra_dims = 0
+
+    def check(self, labels: torch.Tensor | None, count: int, what: str = "images") -> None:
+        """None; a UsageError if labels were given."""
+        if labels is not None:
+            raise UsageError("this VAE is unconditional: it takes no class labels")
+
+    def encoder_input(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return x
+
+    def decoder_input(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return z
 
 
 class LabelConditioning(nn.Module):
@@ -40,21 +63,24 @@ class LabelConditioning(nn.Module):
     def decoder_extra_dims(self) -> int:
         return self.num_classes
 
-    def check(self, labels: torch.Tensor | None) -> torch.Tensor:
-        """The labels as int64, or a ValueError naming what is wrong (missing, out of range)."""
+    def check(self, labels: torch.Tensor | None, count: int, what: str = "images") -> torch.Tensor:
+        """The labels as int64, one for each of ``count`` images (or latents: ``what``), or a
+        UsageError naming what is wrong (missing, out of range, too few or too many)."""
         if labels is None:
-            raise ValueError(
+            raise UsageError(
                 f"this VAE is conditional on {self.num_classes} classes: pass a class label per image"
             )
         labels = torch.as_tensor(labels)
         if labels.dtype.is_floating_point or labels.dim() != 1:
-            raise ValueError(f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}")
+            raise UsageError(f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}")
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             bad = int(labels.max()) if int(labels.max()) >= self.num_classes else int(labels.min())
-            raise ValueError(
+            raise UsageError(
                 f"class {bad} is out of range: this model has {self.num_classes} classes "
                 f"(0 to {self.num_classes - 1})"
             )
+        if len(labels) != count:
+            raise UsageError(f"got {len(labels)} labels for {count} {what}")
         return labels.long().to(self.label_maps.weight.device)
 
     def encoder_input(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,14 @@
-"""Decoder parts: latents (B, latent_dim) -> likelihood parameters (B, out_channels, H, W)."""
+"""Decoder parts: latents (B, latent_dim) -> likelihood parameters (B, out_channels, H, W).
+
+A flat decoder is a hierarchical one without stochastic layers below the top latent: every decoder
+answers ``top_down`` (the one call the VAE makes), which here is ``forward`` with no layer KLs.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,12 +24,59 @@ from vaelab.models.parts.layers import (
     mlp,
     patched_shape,
 )
+from vaelab.models.parts.posteriors import LayerKL
+
+Shape = tuple[int, int, int]  # (channels, height, width)
+Widths = dict[int, int] | None  # an encoder's feature widths by side (see EncoderPart), if it has any
 
 
-class MLPDecoder(nn.Module):
+@dataclass
+class DecoderOutput:
+    """One decoder pass: the likelihood's parameters, and the KL of each stochastic layer below the top
+    latent, top first (none for a flat decoder; zeros where the layers were drawn from their priors)."""
+
+    params: torch.Tensor
+    layers: list[LayerKL] = field(default_factory=list)
+
+
+class DecoderPart(nn.Module):
+    """What the VAE asks of a decoder, built as ``Decoder(config, latent_dim, out_shape,
+    feature_channels)`` (``feature_channels``: the encoder's widths by side, which only a decoder with
+    stochastic layers reads). ``forward(z)`` gives the likelihood's parameters along the mean path (every
+    lower layer at its prior mean), so any decoder stands where a plain one does (ONNX export);
+    ``top_down`` is the full pass."""
+
+    num_latent_layers: int = 0  # stochastic layers below the top latent
+    activation_elements: int = 0  # largest activation per image, when above the output's size
+
+    @classmethod
+    def check_encoder(cls, config: Any, encoder_config: Any, feature_channels: Widths) -> None:
+        """Raise a ConfigError, before anything is built, when this decoder cannot work with the
+        encoder (``config`` and ``encoder_config``: the two parts' configs); any encoder suits most."""
+
+    def top_down(
+        self,
+        z: torch.Tensor,
+        features: dict[int, torch.Tensor] | None = None,
+        *,
+        temperatures: Sequence[float] | None = None,
+        generator: torch.Generator | None = None,
+        use_mean: bool = False,
+        sampled_kl: bool = False,
+    ) -> DecoderOutput:
+        """Parameters for top latents ``z`` (B, latent_dim). A decoder with lower layers draws each from
+        its posterior given the encoder's ``features`` (its mean if ``use_mean``) or, without features,
+        from its prior at ``temperatures`` (one per lower layer; 0: the prior mean), and gives each
+        layer's KL (closed form, or the log-ratio at the draw when ``sampled_kl``)."""
+        return DecoderOutput(self(z))
+
+
+class MLPDecoder(DecoderPart):
     """The seed article's decoder: fully connected layers, reshaped to the image at the end."""
 
-    def __init__(self, config: MLPDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, config: MLPDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None
+    ) -> None:
         super().__init__()
         self.out_shape = out_shape
         c, h, w = out_shape
@@ -31,12 +86,14 @@ class MLPDecoder(nn.Module):
         return self.net(z).view(-1, *self.out_shape)
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(DecoderPart):
     """Mirror of the conv encoder: each stage doubles the side back towards the image size (a transposed
     convolution, or nearest upsampling + a 3x3 convolution), then ``convs_per_stage`` stride-1 ones
     (the last of them narrowing to the next stage's width)."""
 
-    def __init__(self, config: ConvDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, config: ConvDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None
+    ) -> None:
         super().__init__()
         c, h, w = patched_shape(out_shape, config.patch, "conv decoder")
         self.from_patches = from_patches(config.patch)

@@ -17,7 +17,20 @@ from vaelab.models.parts.layers import (
 )
 
 
-class MLPEncoder(nn.Module):
+class EncoderPart(nn.Module):
+    """What the VAE asks of an encoder, built as ``Encoder(config, image_shape, out_features)``:
+    ``forward(x)`` gives the top posterior's parameters; ``forward_features(x)`` gives them with the
+    encoder's multi-scale features, {side: (B, width, side, side')}, which the posteriors of a
+    hierarchical decoder read (None for an encoder without such stages; ``feature_channels`` says
+    their widths by side, or is None)."""
+
+    feature_channels: dict[int, int] | None = None
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor] | None]:
+        return self(x), None
+
+
+class MLPEncoder(EncoderPart):
     """The seed article's encoder: the flattened image through fully connected layers."""
 
     def __init__(
@@ -31,7 +44,7 @@ class MLPEncoder(nn.Module):
         return self.net(x.flatten(1))
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(EncoderPart):
     """Strided convolutions halve the side at each layer, then one hidden linear layer."""
 
     def __init__(

@@ -9,7 +9,8 @@ stage, each stochastic layer l reads the top-down state h and gives
 
 then h <- h + proj(z_l): the posterior shares the decoder's top-down computation (LVAE's "ladder"),
 which is what lets deep hierarchies train without their lower layers collapsing. KL terms are
-analytic per layer (two Gaussians), so the ELBO's rate is split into one number per layer.
+analytic per layer (two Gaussians, through the same ``layer_kl`` as the top latent's), so the ELBO's
+rate is split into one number per layer.
 
 Init tricks (VDVAE): the prior head's last convolution starts at zero (every p(z_l | z_>l) starts as
 N(0, I) and adds nothing to h), and the z projection and residual branches are scaled by
@@ -19,24 +20,19 @@ sqrt(1 / number of blocks), so a deep stack starts close to the identity.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import Independent
 
+from vaelab.errors import ConfigError, UsageError
 from vaelab.models.config import LadderDecoderConfig
-from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches, patched_shape
-from vaelab.models.parts.resnet import ResBlock, res_stage, stage_sides
-
-
-@dataclass
-class TopDownOutput:
-    """One top-down pass: likelihood parameters, and per stochastic layer below the top (B, L)."""
-
-    params: torch.Tensor
-    kl: torch.Tensor  # analytic KL(q(z_l|.) || p(z_l|.)), nats; zeros when drawing from the prior
-    log_ratio: torch.Tensor  # log q(z_l|.) - log p(z_l|.) at the drawn z_l, nats (importance weights)
+from vaelab.models.parts.decoders import DecoderOutput, DecoderPart, Shape, Widths
+from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches
+from vaelab.models.parts.posteriors import LayerKL, diagonal_gaussian, layer_kl
+from vaelab.models.parts.resnet import ResBlock, res_stage, up_sides
 
 
 class LatentLayer(nn.Module):
@@ -68,10 +64,10 @@ class LatentLayer(nn.Module):
             self.z_proj.weight.mul_(scale)
         self.block = ResBlock(width, act, scale)
 
-    def _normal(self, params: torch.Tensor) -> Normal:
+    def _gaussian(self, params: torch.Tensor) -> Independent:
         # fp32 even under bf16 autocast: exp(logvar) and the KL need the mantissa.
         mean, logvar = params.float().chunk(2, dim=1)
-        return Normal(mean, torch.exp(0.5 * logvar.clamp(*self.logvar_range)), validate_args=False)
+        return diagonal_gaussian(mean, logvar, self.logvar_range, 3)
 
     def forward(
         self,
@@ -80,67 +76,61 @@ class LatentLayer(nn.Module):
         temperature: float,
         generator: torch.Generator | None,
         use_mean: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(new h, KL per image, log q - log p per image). Without ``feature``: z from the prior with
-        its standard deviation scaled by ``temperature`` (0: the prior mean)."""
+        sampled_kl: bool,
+    ) -> tuple[torch.Tensor, LayerKL]:
+        """(new h, this layer's KL). Without ``feature``: z from the prior with its standard deviation
+        scaled by ``temperature`` (0: the prior mean), and a KL of zero."""
         zc = self.latent_channels
         out = self.prior_net(h)
-        prior = self._normal(out[:, : 2 * zc])
+        prior = self._gaussian(out[:, : 2 * zc])
         h = h + out[:, 2 * zc :]
         if feature is None:
-            z = prior.loc
+            z = prior.mean
             if temperature != 0:
                 device = generator.device if generator is not None else z.device
                 eps = torch.randn(z.shape, generator=generator, device=device).to(z.device)
-                z = z + temperature * prior.scale * eps
-            kl = log_ratio = torch.zeros(z.shape[0], device=z.device)
+                z = z + temperature * prior.stddev * eps
+            kl = LayerKL(torch.zeros(z.shape[0], device=z.device))
         else:
-            q = self._normal(self.posterior_net(torch.cat([h, feature.to(h.dtype)], dim=1)))
-            z = q.loc if use_mean else q.rsample()
-            kl = kl_divergence(q, prior).sum((1, 2, 3))
-            log_ratio = (q.log_prob(z) - prior.log_prob(z)).sum((1, 2, 3))
+            q = self._gaussian(self.posterior_net(torch.cat([h, feature.to(h.dtype)], dim=1)))
+            z = q.mean if use_mean else q.rsample()
+            kl = layer_kl(q, prior, z, sampled=sampled_kl)
         h = self.block(h + self.z_proj(z.to(h.dtype)))
-        return h, kl, log_ratio
+        return h, kl
 
 
-class LadderDecoder(nn.Module):
+class LadderDecoder(DecoderPart):
     """Top-down hierarchical decoder: the top latent (B, latent_dim) and, for the posterior path, the
-    encoder's features by side -> likelihood parameters and per-layer KL terms.
+    encoder's features by side -> likelihood parameters and the KL of each lower layer.
 
-    ``forward(z)`` alone is the deterministic mean path (every lower layer at its prior mean), so the
-    part can stand wherever a plain decoder does (``VAE.decode``, ONNX export); ``top_down`` is the
-    full pass the VAE uses for training, importance weights, reconstruction and tempered sampling.
+    The stages are the ResNet decoder's (same geometry, blocks and output head), with the stochastic
+    layers between a stage's residual blocks and its upsampling.
     """
 
-    hierarchical = True
-
     def __init__(
-        self,
-        config: LadderDecoderConfig,
-        latent_dim: int,
-        out_shape: tuple[int, int, int],
-        feature_channels: dict[int, int],
+        self, config: LadderDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None
     ) -> None:
         super().__init__()
-        c, h, w = patched_shape(out_shape, config.patch, "ladder decoder")
+        if feature_channels is None:
+            raise ConfigError("ladder decoder: its posteriors need the encoder's feature widths by side")
+        c, sides = up_sides(config, out_shape, "ladder decoder")
         self.from_patches = from_patches(config.patch)
         n = len(config.channels)
-        hs, ws = stage_sides(h, n, "ladder decoder"), stage_sides(w, n, "ladder decoder")
         self.num_latent_layers = sum(config.latent_layers)
         scale = math.sqrt(1.0 / (n * config.blocks_per_stage + self.num_latent_layers))
-        self.start_shape = (config.channels[0], hs[-1], ws[-1])
-        self.head = nn.Linear(latent_dim, config.channels[0] * hs[-1] * ws[-1])
-        self.sides = [hs[n - 1 - i] for i in range(n)]  # lowest resolution first
+        self.start_shape = (config.channels[0], *sides[0])
+        self.head = nn.Linear(latent_dim, math.prod(self.start_shape))
+        self.sides = [h for h, _ in sides]  # lowest resolution first
         self.blocks = nn.ModuleList()
         self.latents = nn.ModuleList()
         self.ups = nn.ModuleList()
         for i, (ch, count) in enumerate(zip(config.channels, config.latent_layers, strict=True)):
             side = self.sides[i]
             if count and side not in feature_channels:
-                raise ValueError(
+                raise ConfigError(
                     f"ladder decoder: stage {i} (side {side}) has stochastic layers but the encoder has "
                     f"features only at sides {sorted(feature_channels)}; give the encoder and decoder "
-                    "the same number of stages"
+                    "the same number of stages and the same patch"
                 )
             self.blocks.append(res_stage(ch, config.blocks_per_stage, config.activation, scale))
             self.latents.append(
@@ -151,42 +141,52 @@ class LadderDecoder(nn.Module):
             if i + 1 < n:
                 self.ups.append(Upsample(ch, config.channels[i + 1]))
         self.out = nn.Sequential(activation(config.activation), Conv2d(config.channels[-1], c, 3, padding=1))
-        self.activation_elements = max(
-            ch * hs[n - 1 - i] * ws[n - 1 - i] for i, ch in enumerate(config.channels)
-        )
+        self.activation_elements = max(ch * h * w for ch, (h, w) in zip(config.channels, sides, strict=True))
+
+    @classmethod
+    def check_encoder(cls, config: Any, encoder_config: Any, feature_channels: Widths) -> None:
+        """The posteriors read the encoder's features side by side: an encoder that has them, at the
+        same patch (else the stages would meet at other sides)."""
+        if feature_channels is None:
+            raise ConfigError(
+                f"decoder {config.name!r} is hierarchical: its posteriors read the encoder's multi-scale "
+                f"features, which encoder {encoder_config.name!r} does not expose; use encoder name 'resnet'"
+            )
+        enc_patch = getattr(encoder_config, "patch", 1)
+        if enc_patch != config.patch:
+            raise ConfigError(
+                f"decoder {config.name!r} has patch {config.patch} but encoder {encoder_config.name!r} has "
+                f"patch {enc_patch}: a hierarchical decoder reads the encoder's features side by side, so "
+                "give both the same patch"
+            )
 
     def top_down(
         self,
         z: torch.Tensor,
         features: dict[int, torch.Tensor] | None = None,
         *,
-        temperatures: list[float] | None = None,
+        temperatures: Sequence[float] | None = None,
         generator: torch.Generator | None = None,
         use_mean: bool = False,
-    ) -> TopDownOutput:
-        """The full pass. With ``features`` (from the encoder) each z_l comes from the posterior (its
-        mean if ``use_mean``); without, from the prior at ``temperatures`` (one per layer, default 1)."""
-        temps = temperatures if temperatures is not None else [1.0] * self.num_latent_layers
+        sampled_kl: bool = False,
+    ) -> DecoderOutput:
+        """The full pass (see ``DecoderPart.top_down``); temperatures default to 1."""
+        temps = list(temperatures) if temperatures is not None else [1.0] * self.num_latent_layers
         if len(temps) != self.num_latent_layers:
-            raise ValueError(
+            raise UsageError(
                 f"expected {self.num_latent_layers} temperatures (one per lower layer), got {len(temps)}"
             )
         h = self.head(z).view(-1, *self.start_shape)
-        kls: list[torch.Tensor] = []
-        ratios: list[torch.Tensor] = []
-        layer = 0
+        layers: list[LayerKL] = []
         for i, side in enumerate(self.sides):
             h = self.blocks[i](h)
             feature = features[side] if features is not None else None
             for latent in self.latents[i]:
-                h, kl, ratio = latent(h, feature, temps[layer], generator, use_mean)
-                kls.append(kl)
-                ratios.append(ratio)
-                layer += 1
+                h, kl = latent(h, feature, temps[len(layers)], generator, use_mean, sampled_kl)
+                layers.append(kl)
             if i < len(self.ups):
                 h = self.ups[i](h)
-        params = self.from_patches(self.out(h))
-        return TopDownOutput(params, torch.stack(kls, dim=1), torch.stack(ratios, dim=1))
+        return DecoderOutput(self.from_patches(self.out(h)), layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters along the mean path (every lower layer at its prior mean)."""

@@ -1,4 +1,5 @@
-"""Prior parts p(z): a distribution to sample latents from and to measure the KL against."""
+"""Prior parts p(z) over the top latent: a distribution to sample latents from and to measure the KL
+against (the lower layers of a hierarchical decoder carry their own conditional priors)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,32 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from vaelab.errors import ConfigError
 from vaelab.models.config import StandardNormalPriorConfig, VampPriorConfig
 
 
-class StandardNormalPrior(nn.Module):
+class PriorPart(nn.Module):
+    """What the VAE asks of a prior: ``forward()`` gives p(z) (event shape (latent_dim,)) and ``sample``
+    draws latents at a temperature. Built as ``Prior(config, latent_dim, image_shape)``."""
+
+    latent_dim: int
+
+    def bind(self, encode: Callable[[torch.Tensor], Distribution], conditional: bool) -> None:
+        """Called once by the VAE's constructor with its q(z|x): a prior built from the encoder keeps
+        it; the others need nothing."""
+
+    def forward(self) -> Distribution:
+        raise NotImplementedError
+
+    def sample(
+        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw ``n`` latents (n, latent_dim); ``temperature`` scales the standard deviation
+        (T < 1: safer, less varied; T = 0: the mean)."""
+        raise NotImplementedError
+
+
+class StandardNormalPrior(PriorPart):
     """p(z) = N(0, I). Buffers (not parameters) so that ``.to(device)`` moves it and nothing trains it."""
 
     def __init__(
@@ -31,15 +54,13 @@ class StandardNormalPrior(nn.Module):
     def sample(
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Draw ``n`` latents; ``temperature`` scales the standard deviation (T < 1: safer, less varied;
-        T = 0: the mean)."""
         # Noise is drawn where the generator lives (a CPU generator gives the same latents on any device).
         device = generator.device if generator is not None else self.loc.device
         eps = torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.loc.device)
         return self.loc + temperature * self.scale * eps
 
 
-class VampPrior(nn.Module):
+class VampPrior(PriorPart):
     """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k), K learned pseudo-inputs u_k.
 
     Chosen over a flow prior because it needs no new invertible architecture: the mixture is built
@@ -59,8 +80,13 @@ class VampPrior(nn.Module):
         self.pseudo_logits = nn.Parameter(0.1 * torch.randn(config.components, *image_shape))
         self._encode: Callable[[torch.Tensor], Distribution] | None = None
 
-    def bind(self, encode: Callable[[torch.Tensor], Distribution]) -> None:
-        """Give the prior the model's q(z|x) (called by the VAE's constructor)."""
+    def bind(self, encode: Callable[[torch.Tensor], Distribution], conditional: bool) -> None:
+        """Keep the model's q(z|x); a conditional encoder cannot encode unlabelled pseudo-inputs."""
+        if conditional:
+            raise ConfigError(
+                "prior 'vamp' is built from q(z|x) of unlabelled pseudo-inputs, which a conditional "
+                "encoder cannot give: use prior name 'standard_normal' with a condition"
+            )
         self._encode = encode
 
     def pseudo_inputs(self) -> torch.Tensor:

@@ -15,7 +15,10 @@ import math
 import torch
 from torch import nn
 
-from vaelab.models.config import ResNetDecoderConfig, ResNetEncoderConfig
+from vaelab.errors import ConfigError
+from vaelab.models.config import LadderDecoderConfig, ResNetDecoderConfig, ResNetEncoderConfig
+from vaelab.models.parts.decoders import DecoderPart, Shape, Widths
+from vaelab.models.parts.encoders import EncoderPart
 from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches, patched_shape, to_patches
 
 
@@ -23,11 +26,11 @@ def stage_sides(side: int, stages: int, what: str) -> list[int]:
     """Sides of each stage, full resolution first: 28 with 3 stages -> [28, 14, 7].
 
     The side must halve exactly at every stage (so the decoder can double its way back to the image
-    and the encoder's features line up with the decoder's), else a ValueError says what would work.
+    and the encoder's features line up with the decoder's), else a ConfigError says what would work.
     """
     factor = 2 ** (stages - 1)
     if side % factor:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: an image side of {side} cannot be halved {stages - 1} times exactly "
             f"({stages} stages need sides divisible by {factor}); use fewer stages "
             "(shorter channels) or pad/crop the images"
@@ -35,11 +38,21 @@ def stage_sides(side: int, stages: int, what: str) -> list[int]:
     return [side // 2**i for i in range(stages)]
 
 
+def up_sides(
+    config: ResNetDecoderConfig | LadderDecoderConfig, out_shape: Shape, what: str
+) -> tuple[int, list[tuple[int, int]]]:
+    """A residual decoder's output channels per (patched) position and the (height, width) of each of
+    its stages, lowest resolution first: the geometry the ResNet and ladder decoders share."""
+    c, h, w = patched_shape(out_shape, config.patch, what)
+    n = len(config.channels)
+    return c, list(zip(stage_sides(h, n, what), stage_sides(w, n, what), strict=True))[::-1]
+
+
 def spatial_latent_channels(latent_dim: int, sides: tuple[int, int], what: str) -> int:
     """Channels of a spatial latent map: ``latent_dim`` numbers laid out as (channels, h, w)."""
     positions = sides[0] * sides[1]
     if latent_dim % positions:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: a spatial latent at the lowest stage's side {sides[0]}x{sides[1]} needs latent_dim "
             f"divisible by {positions}; got {latent_dim} (e.g. {positions * 4} for {sides[0]}x{sides[1]}x4)"
         )
@@ -75,7 +88,7 @@ def res_stage(width: int, blocks: int, act: str, scale: float) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(width, act, scale) for _ in range(blocks)])
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(EncoderPart):
     """Stem conv -> [residual stage, stride-2 conv] per resolution -> linear layer -> posterior params.
 
     ``feature_channels`` maps each stage's side to its width; ``forward_features`` returns those
@@ -131,21 +144,22 @@ class ResNetEncoder(nn.Module):
         return self.forward_features(x)[0]
 
 
-class ResNetDecoder(nn.Module):
+class ResNetDecoder(DecoderPart):
     """Linear layer -> [residual stage, upsample] per resolution, lowest first -> 3x3 conv to params."""
 
-    def __init__(self, config: ResNetDecoderConfig, latent_dim: int, out_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, config: ResNetDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None
+    ) -> None:
         super().__init__()
-        c, h, w = patched_shape(out_shape, config.patch, "resnet decoder")
+        c, sides = up_sides(config, out_shape, "resnet decoder")
         self.from_patches = from_patches(config.patch)
         n = len(config.channels)
-        hs, ws = stage_sides(h, n, "resnet decoder"), stage_sides(w, n, "resnet decoder")
-        self.start_shape = (config.channels[0], hs[-1], ws[-1])
+        self.start_shape = (config.channels[0], *sides[0])
         scale = math.sqrt(1.0 / (n * config.blocks_per_stage))
         self.head: nn.Module
         if config.latent == "spatial":
-            maps = spatial_latent_channels(latent_dim, (hs[-1], ws[-1]), "resnet decoder")
-            self.latent_shape = (maps, hs[-1], ws[-1])
+            maps = spatial_latent_channels(latent_dim, sides[0], "resnet decoder")
+            self.latent_shape = (maps, *sides[0])
             self.head = Conv2d(maps, config.channels[0], 3, padding=1)
         else:
             self.latent_shape = (latent_dim,)
@@ -157,9 +171,7 @@ class ResNetDecoder(nn.Module):
                 layers.append(Upsample(ch, config.channels[i + 1]))
         layers += [activation(config.activation), Conv2d(config.channels[-1], c, 3, padding=1)]
         self.net = nn.Sequential(*layers)
-        self.activation_elements = max(
-            ch * hs[n - 1 - i] * ws[n - 1 - i] for i, ch in enumerate(config.channels)
-        )
+        self.activation_elements = max(ch * h * w for ch, (h, w) in zip(config.channels, sides, strict=True))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.head(z.view(-1, *self.latent_shape)).view(-1, *self.start_shape)
