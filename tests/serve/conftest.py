@@ -1,4 +1,8 @@
-"""Fixtures for the web-app tests: two tiny trained runs (MLP and conv) on blob images, and the app."""
+"""Fixtures for the web-app tests: tiny trained runs on blob images, and apps over them.
+
+``app`` serves two unconditional single-latent models (MLP and conv); ``variant_app`` serves a
+conditional one (the label of each blob's quadrant) and a hierarchical one (a ladder decoder).
+"""
 
 from __future__ import annotations
 
@@ -19,24 +23,41 @@ VARIANTS = {
         "--set", "model.decoder={name: conv, channels: [8, 4], hidden_dim: 16}",
     ],
 }  # fmt: skip
+OTHER_VARIANTS = {
+    "cvae": [*VARIANTS["mlp"], "--set", "model.condition={name: label}"],
+    "ladder": [
+        "--set", "model.encoder={name: resnet, channels: [8, 6]}",
+        "--set", "model.decoder={name: ladder, channels: [6, 8], latent_layers: [1, 1], latent_channels: 2}",
+    ],
+}  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Run directories of a tiny MLP VAE and a tiny conv VAE, 2 epochs each (about a second)."""
-    root = tmp_path_factory.mktemp("serve-runs")
+def train_runs(root: Path, variants: dict[str, list[str]]) -> dict[str, Path]:
+    """Train each variant for 2 epochs on 240 blob images (about a second each); their run directories."""
     images, labels = blobs()
     npz = root / "blobs.npz"
     np.savez(npz, images=images, labels=labels)
     runs = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VAELAB_CACHE", str(root / "cache"))
-        for name, flags in VARIANTS.items():
+        for name, flags in variants.items():
             run = root / name
             args = ["train", "--dataset", str(npz), "--run-dir", str(run), *COMMON, *flags]
             assert main(args) == 0
             runs[name] = run
     return runs
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Run directories of a tiny MLP VAE and a tiny conv VAE."""
+    return train_runs(tmp_path_factory.mktemp("serve-runs"), VARIANTS)
+
+
+@pytest.fixture(scope="session")
+def variant_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Run directories of a tiny conditional VAE (4 classes) and a tiny hierarchical (ladder) VAE."""
+    return train_runs(tmp_path_factory.mktemp("serve-variant-runs"), OTHER_VARIANTS)
 
 
 @pytest.fixture(scope="session")
@@ -52,4 +73,19 @@ def client(app):
     from fastapi.testclient import TestClient
 
     with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def variant_app(variant_runs: dict[str, Path]):
+    from vaelab.serve import create_app_from_paths
+
+    return create_app_from_paths([variant_runs["cvae"], variant_runs["ladder"]])
+
+
+@pytest.fixture
+def variant_client(variant_app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(variant_app) as c:
         yield c

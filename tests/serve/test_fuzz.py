@@ -1,7 +1,8 @@
 """Property-based fuzz of the API from its own OpenAPI schema (schemathesis + Hypothesis).
 
 For every operation, requests that follow the schema and requests that break it are generated and
-sent through the ASGI app; none may be answered with a 5xx. Valid requests must also get answers
+sent through the ASGI app (over the unconditional models, and over a conditional and a hierarchical
+one); none may be answered with a 5xx. Valid requests must also get answers
 that match the documented response schema.
 """
 
@@ -29,9 +30,10 @@ CASES = [(op, GenerationMode.POSITIVE) for op in OPERATIONS] + [
 EXAMPLES = 12  # per operation and mode: ~300 requests in all, a few seconds on the tiny models
 
 
-@pytest.fixture(scope="module")
-def api_schema(app):
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+@pytest.fixture(scope="module", params=["app", "variant_app"])
+def api_schema(request):
+    """The schema of each app: the unconditional models', and the conditional and hierarchical ones'."""
+    return schemathesis.openapi.from_asgi("/openapi.json", request.getfixturevalue(request.param))
 
 
 @pytest.mark.parametrize(("operation", "mode"), CASES, ids=[f"{op} {mode.value}" for op, mode in CASES])

@@ -1,8 +1,9 @@
 """The FastAPI application: the API router, the page and its assets, offline /docs, and the guards.
 
 Guards: a cap on the request body (413 before anything is parsed), and exception handlers that turn
-every user error into a 4xx JSON ``{"detail": ...}``. An unexpected error still answers JSON (500)
-and the server keeps serving; the tests and the schema fuzz check that none is reachable.
+every user error (a bad image, a ``vaelab.errors.UserError``) into a 4xx JSON ``{"detail": ...}``. An
+unexpected error still answers JSON (500) and the server keeps serving; the tests and the schema fuzz
+check that none is reachable.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaelab import __version__
+from vaelab.errors import UserError
 from vaelab.serve.images import ImageError
 from vaelab.serve.routes import router
 from vaelab.serve.schemas import MAX_BODY_BYTES
@@ -95,7 +97,9 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-def _image_error(request: Request, exc: Exception) -> JSONResponse:
+def _user_error(request: Request, exc: Exception) -> JSONResponse:
+    """An image that cannot be used, or a user error the model itself found (e.g. a class out of range
+    that a handler did not check first): the request is what is wrong, so a 422 with the message."""
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
@@ -121,7 +125,8 @@ def create_app(models: Sequence[ServedModel]) -> FastAPI:
     app.state.models = {m.id: m for m in models}
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ImageError, _image_error)
+    app.add_exception_handler(ImageError, _user_error)
+    app.add_exception_handler(UserError, _user_error)
     app.add_exception_handler(Unavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -1,23 +1,37 @@
 """The REST API: model info, sample, reconstruct, encode, decode, interpolate, traverse, and the views
 the page needs (test-set examples, the PCA map).
 
-Handlers are plain ``def``: FastAPI runs them in its thread pool, so a decode never blocks the event
-loop. Each one validates what the schema cannot (latent sizes, test-set indices) and raises
-``HTTPException`` with a message; image problems raise ``ImageError`` (a 422, see ``app.py``).
+Every handler goes through the model's own methods (``encode``, ``decode``, ``decode_sample``,
+``reconstruct``), so a conditional model gets its ``label`` and a hierarchical one reconstructs through
+every layer. Handlers are plain ``def``: FastAPI runs them in its thread pool, so a decode never blocks
+the event loop. What the schema cannot check (latent sizes, labels, test-set indices) is checked in
+``inputs.py``, with a 422 that names the field; image problems raise ``ImageError`` (a 422, see
+``app.py``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from fastapi import APIRouter, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from vaelab.generation import encode_mean, interpolate_latents, traverse_latents
+from vaelab.generation import interpolate_latents, traverse_latents
 from vaelab.generation.conditional import balanced_labels
 from vaelab.serve import schemas as s
-from vaelab.serve.images import data_url, data_urls, decode_base64, grid_png, load_image
+from vaelab.serve.images import data_url, data_urls, grid_png, load_image
+from vaelab.serve.inputs import (
+    check_label,
+    check_latent,
+    decode,
+    floats,
+    images_response,
+    label_tensor,
+    served_model,
+    source_image,
+    source_latent,
+)
 from vaelab.serve.state import ServedModel
 
 router = APIRouter(prefix="/api")
@@ -34,12 +48,11 @@ PNG_RESPONSE: dict[int | str, dict[str, object]] = {
 }
 
 
-def served_model(request: Request, model_id: str) -> ServedModel:
-    """The model named ``model_id`` in the URL, or a 404 listing the ids there are."""
-    models: dict[str, ServedModel] = request.app.state.models
-    if model_id not in models:
-        raise HTTPException(404, f"no model {model_id!r}; served models: {', '.join(models)}")
-    return models[model_id]
+def images_route(name: str, title: str, response_model: type = s.ImagesResponse) -> Any:
+    """The decorator of an endpoint that answers images: JSON, or one PNG grid with format=png."""
+    return router.post(
+        f"/models/{{model_id}}/{name}", summary=title, response_model=response_model, responses=PNG_RESPONSE
+    )
 
 
 def summary(m: ServedModel) -> s.ModelSummary:
@@ -52,54 +65,10 @@ def summary(m: ServedModel) -> s.ModelSummary:
         latent_dim=m.model.latent_dim,
         priors=m.priors,
         classes=m.classes,
+        stochastic_layers=m.model.num_stochastic_layers,
         dataset=m.data_config_dict.get("name"),
         epoch=m.meta.get("epoch"),
     )
-
-
-def images_response(
-    images: torch.Tensor, fmt: str, nrow: int, latents: torch.Tensor | None = None
-) -> s.ImagesResponse | Response:
-    """Images as PNG data URLs in JSON, or (``fmt == "png"``) one PNG grid with ``nrow`` per row."""
-    if fmt == "png":
-        return Response(grid_png(images, nrow=nrow), media_type="image/png")
-    rows = None if latents is None else [[round(float(v), 5) for v in row] for row in latents]
-    return s.ImagesResponse(images=data_urls(images), nrow=nrow, latents=rows)
-
-
-def check_latent(m: ServedModel, z: list[float], what: str = "z") -> torch.Tensor:
-    """A latent from JSON as a tensor; a 422 naming ``what`` when its length is not the model's."""
-    if len(z) != m.model.latent_dim:
-        raise HTTPException(
-            422, f"{what} has {len(z)} numbers; model {m.id!r} has latent_dim {m.model.latent_dim}"
-        )
-    return torch.tensor(z, dtype=torch.float32)
-
-
-def source_image(m: ServedModel, src: s.ImageSource) -> torch.Tensor:
-    """The image a request names, as a float tensor (C, H, W) in [0, 1]."""
-    if src.index is not None:
-        size = len(m.test_set())
-        if src.index >= size:
-            raise HTTPException(422, f"index {src.index} is out of range: the test set has {size} images")
-        return m.test_images(torch.tensor([src.index]))[0]
-    assert src.image is not None
-    return load_image(decode_base64(src.image), m.model.image_shape, resize=src.resize, invert=src.invert)
-
-
-def source_latent(m: ServedModel, src: s.LatentSource) -> torch.Tensor:
-    """The latent point a request names: ``z`` itself, or the posterior mean of its image."""
-    if src.z is not None:
-        return check_latent(m, src.z)
-    return encode_mean(m.model, source_image(m, src)[None])[0]
-
-
-@torch.inference_mode()
-def decode(m: ServedModel, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Images (N, C, H, W) in [0, 1] on the CPU for latents (N, latent_dim) (and labels, if conditional)."""
-    if labels is not None:
-        labels = labels.to(m.model.device)
-    return m.model.decode(z.to(m.model.device), labels).cpu()
 
 
 # --- endpoints -------------------------------------------------------------------------------------
@@ -133,27 +102,16 @@ def model_info(request: Request, model_id: ModelId) -> s.ModelInfo:
     )
 
 
-@router.post(
-    "/models/{model_id}/sample",
-    summary="Sample images from the prior",
-    response_model=s.ImagesResponse,
-    responses=PNG_RESPONSE,
-)
+@images_route("sample", "Sample images from the prior")
 def sample_images(
     request: Request, model_id: ModelId, body: s.SampleRequest, format: Format = "json"
 ) -> s.ImagesResponse | Response:
     m = served_model(request, model_id)
     if body.prior is not None and body.prior not in m.priors:
         raise HTTPException(422, f"model {m.id!r} samples from {m.priors}; got prior {body.prior!r}")
-    labels = None
-    if body.label is not None:
-        if m.classes is None:
-            raise HTTPException(422, f"model {m.id!r} is unconditional: it takes no 'label'")
-        if body.label >= len(m.classes):
-            raise HTTPException(422, f"label {body.label} is out of range: {len(m.classes)} classes")
-        labels = torch.full((body.n,), body.label, dtype=torch.int64)
-    elif m.classes is not None:  # a conditional model with no class asked for: all classes, balanced
-        labels = balanced_labels(body.n, list(range(len(m.classes))))
+    labels = label_tensor(check_label(m, body.label, required=False), body.n)
+    if labels is None and m.num_classes is not None:  # no class asked for: all classes, balanced
+        labels = balanced_labels(body.n, list(range(m.num_classes)))
     gen = torch.Generator().manual_seed(body.seed)
     if body.prior == "gmm":  # the ex-post mixture fitted to the aggregate posterior
         z = m.gmm_prior().sample(body.n, temperature=body.temperature, seed=body.seed).to(m.model.device)
@@ -162,36 +120,29 @@ def sample_images(
     # decode_sample: a hierarchical model's lower layers draw from their priors, from the same generator
     lab = labels.to(m.model.device) if labels is not None else None
     images = m.model.decode_sample(z, lab, temperature=body.temperature, generator=gen).cpu()
-    nrow = min(body.n, 8)
-    return images_response(images, format, nrow, latents=z)
+    return images_response(images, format, min(body.n, 8), latents=z)
 
 
-@router.post(
-    "/models/{model_id}/decode",
-    summary="Decode latents to images",
-    response_model=s.ImagesResponse,
-    responses=PNG_RESPONSE,
-)
+@images_route("decode", "Decode latents to images (a hierarchical model's lower layers: prior means)")
 def decode_latents(
     request: Request, model_id: ModelId, body: s.DecodeRequest, format: Format = "json"
 ) -> s.ImagesResponse | Response:
     m = served_model(request, model_id)
     z = torch.stack([check_latent(m, row, f"z[{i}]") for i, row in enumerate(body.z)])
-    return images_response(decode(m, z), format, min(len(z), 8))
+    return images_response(decode(m, z, check_label(m, body.label)), format, min(len(z), 8))
 
 
 @router.post("/models/{model_id}/encode", summary="Posterior q(z|x) of an image", responses=ERRORS)
 def encode_image(request: Request, model_id: ModelId, body: s.ImageSource) -> s.EncodeResponse:
     m = served_model(request, model_id)
-    with torch.inference_mode():
-        q = m.model.encode(source_image(m, body)[None].to(m.model.device))
-    return s.EncodeResponse(mean=_floats(q.mean[0]), std=_floats(q.stddev[0]))
+    (q,) = m.encode(*source_image(m, body))
+    return s.EncodeResponse(mean=floats(q.mean[0]), std=floats(q.stddev[0]))
 
 
 @router.post("/models/{model_id}/reconstruct", summary="Reconstruct an image", responses=ERRORS)
 def reconstruct_image(request: Request, model_id: ModelId, body: s.ImageSource) -> s.ReconstructResponse:
     m = served_model(request, model_id)
-    return _reconstruct(m, source_image(m, body))
+    return _reconstruct(m, *source_image(m, body))
 
 
 @router.post(
@@ -205,49 +156,49 @@ def reconstruct_upload(
     file: Annotated[UploadFile, File(description="an image file (PNG, JPEG, ...)")],
     resize: Annotated[bool, Query(description="centre-crop and scale to the model's size")] = True,
     invert: Annotated[bool, Query(description="invert grey levels (dark ink on light paper)")] = False,
+    label: Annotated[
+        int | None, Query(ge=0, le=s.MAX_CLASS, description="the image's class (conditional models only)")
+    ] = None,
 ) -> s.ReconstructResponse:
     m = served_model(request, model_id)
+    labels = label_tensor(check_label(m, label), 1)
     data = file.file.read(s.MAX_BODY_BYTES + 1)
     image = load_image(data, m.model.image_shape, resize=resize, invert=invert)
-    return _reconstruct(m, image)
+    return _reconstruct(m, image[None], labels)
 
 
-def _reconstruct(m: ServedModel, image: torch.Tensor) -> s.ReconstructResponse:
+def _reconstruct(m: ServedModel, image: torch.Tensor, labels: torch.Tensor | None) -> s.ReconstructResponse:
+    """The model's own reconstruction of one image (1, C, H, W), with its top latent's posterior."""
+    device = m.model.device
+    x, y = image.to(device), None if labels is None else labels.to(device)
     with torch.inference_mode():
-        q = m.model.encode(image[None].to(m.model.device))
-        recon = m.model.decode(q.mean).cpu()[0]
+        q = m.model.encode(x, y)
+        recon = m.model.reconstruct(x, y).cpu()[0]
     return s.ReconstructResponse(
-        input=data_url(image),
+        input=data_url(image[0]),
         reconstruction=data_url(recon),
-        mean=_floats(q.mean[0]),
-        std=_floats(q.stddev[0]),
+        mean=floats(q.mean[0]),
+        std=floats(q.stddev[0]),
     )
 
 
-@router.post(
-    "/models/{model_id}/interpolate",
-    summary="Decode a path between two points",
-    response_model=s.ImagesResponse,
-    responses=PNG_RESPONSE,
-)
+@images_route("interpolate", "Decode a path between two points")
 def interpolate_images(
     request: Request, model_id: ModelId, body: s.InterpolateRequest, format: Format = "json"
 ) -> s.ImagesResponse | Response:
     m = served_model(request, model_id)
-    z = interpolate_latents(source_latent(m, body.a), source_latent(m, body.b), body.steps, body.mode)
-    return images_response(decode(m, z), format, body.steps, latents=z)
+    label = check_label(m, body.label)
+    ends = source_latent(m, body.a, "a."), source_latent(m, body.b, "b.")
+    z = interpolate_latents(*ends, body.steps, body.mode)
+    return images_response(decode(m, z, label), format, body.steps, latents=z)
 
 
-@router.post(
-    "/models/{model_id}/traverse",
-    summary="Sweep latent dimensions one at a time",
-    response_model=s.TraverseResponse,
-    responses=PNG_RESPONSE,
-)
+@images_route("traverse", "Sweep latent dimensions one at a time", s.TraverseResponse)
 def traverse_images(
     request: Request, model_id: ModelId, body: s.TraverseRequest, format: Format = "json"
 ) -> s.TraverseResponse | Response:
     m = served_model(request, model_id)
+    label = check_label(m, body.label)
     d = m.model.latent_dim
     if body.dims is None:
         dims = torch.argsort(m.kl_dims(), descending=True)[: body.top].tolist()
@@ -255,12 +206,12 @@ def traverse_images(
         if any(dim >= d for dim in body.dims):
             raise HTTPException(422, f"dims must lie in [0, {d}) for model {m.id!r}; got {body.dims}")
         dims = body.dims
-    start = torch.zeros(d) if body.source is None else source_latent(m, body.source)
+    start = torch.zeros(d) if body.source is None else source_latent(m, body.source, "source.")
     values = torch.linspace(-body.span, body.span, body.steps)
-    images = decode(m, traverse_latents(start, dims, values))
+    images = decode(m, traverse_latents(start, dims, values), label)
     if format == "png":
         return Response(grid_png(images, nrow=body.steps), media_type="image/png")
-    return s.TraverseResponse(images=data_urls(images), nrow=body.steps, dims=dims, values=_floats(values))
+    return s.TraverseResponse(images=data_urls(images), nrow=body.steps, dims=dims, values=floats(values))
 
 
 @router.get("/models/{model_id}/examples", summary="Test-set images to pick from", responses=ERRORS)
@@ -283,16 +234,11 @@ def latent_map(request: Request, model_id: ModelId) -> s.LatentMapResponse:
     lm = m.latent_map()
     p = lm.projection
     return s.LatentMapResponse(
-        x=_floats(p.coords[:, 0], 4),
-        y=_floats(p.coords[:, 1], 4),
+        x=floats(p.coords[:, 0], 4),
+        y=floats(p.coords[:, 1], 4),
         indices=lm.indices.tolist(),
         labels=None if lm.labels is None else lm.labels.tolist(),
-        mean=_floats(p.mean),
-        components=[_floats(c) for c in p.components],
-        explained_variance=_floats(p.explained_variance_ratio),
+        mean=floats(p.mean),
+        components=[floats(c) for c in p.components],
+        explained_variance=floats(p.explained_variance_ratio),
     )
-
-
-def _floats(t: torch.Tensor, digits: int = 5) -> list[float]:
-    """Rounded floats for JSON (shorter bodies; no precision anyone can see in a 28x28 image is lost)."""
-    return [round(float(v), digits) for v in t.flatten()]

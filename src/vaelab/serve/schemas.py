@@ -20,6 +20,7 @@ MAX_EXAMPLES = 64
 MAX_BODY_BYTES = 4 * 1024 * 1024  # whole request body; a 28x28 PNG is ~300 bytes
 LATENT_BOUND = 1000.0  # |z_j| beyond this is meaningless under an N(0, I) prior
 MAX_SEED = 2**63 - 1
+MAX_CLASS = 2**31 - 1
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Latent = Annotated[float, Field(allow_inf_nan=False, ge=-LATENT_BOUND, le=LATENT_BOUND)]
@@ -31,6 +32,15 @@ Base64Image = Annotated[
         description="A PNG (or JPEG, ...) file as base64, or as a 'data:image/png;base64,...' URL.",
     ),
 ]
+
+
+def label_field(description: str) -> Any:
+    """A ``label`` field: a class index, checked against the model's ``classes`` by the handler (the
+    schema cannot know how many a model has)."""
+    return Field(default=None, ge=0, le=MAX_CLASS, description=description)
+
+
+DECODE_LABEL = "class to decode as: required by a conditional model, refused by an unconditional one"
 
 
 class Strict(BaseModel):
@@ -47,7 +57,7 @@ class SampleRequest(Strict):
     temperature: Finite = Field(default=1.0, gt=0.0, le=10.0)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     prior: str | None = Field(default=None, description="one of the model's `priors`; default: its own")
-    label: int | None = Field(default=None, ge=0, description="class to draw (conditional models only)")
+    label: int | None = label_field("class to draw (conditional models only; default: all, balanced)")
 
 
 class ImageSource(Strict):
@@ -57,6 +67,10 @@ class ImageSource(Strict):
     index: int | None = Field(default=None, ge=0, description="test-set index (see /examples)")
     resize: bool = Field(default=False, description="centre-crop and scale an image of another size")
     invert: bool = Field(default=False, description="invert grey levels (dark ink on light paper)")
+    label: int | None = label_field(
+        "the image's class, which a conditional model encodes it with (required for an uploaded image; "
+        "a test-set image defaults to its own label); an unconditional model takes none"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageSource:
@@ -75,6 +89,12 @@ class LatentSource(ImageSource):
 
     z: list[Latent] | None = Field(default=None, min_length=1, max_length=4096)
 
+    @model_validator(mode="after")
+    def _label_is_an_images(self) -> LatentSource:
+        if self.z is not None and self.label is not None:
+            raise ValueError("'label' is the class of an image source; a 'z' source takes none")
+        return self
+
     @classmethod
     def _source_fields(cls) -> tuple[str, ...]:
         return ("image", "index", "z")
@@ -86,6 +106,7 @@ class DecodeRequest(Strict):
     z: list[Annotated[list[Latent], Field(min_length=1, max_length=4096)]] = Field(
         min_length=1, max_length=MAX_DECODE
     )
+    label: int | None = label_field(DECODE_LABEL)
 
 
 class InterpolateRequest(Strict):
@@ -95,6 +116,7 @@ class InterpolateRequest(Strict):
     b: LatentSource
     steps: int = Field(default=8, ge=2, le=MAX_STEPS)
     mode: Literal["linear", "slerp"] = "linear"
+    label: int | None = label_field(DECODE_LABEL)
 
 
 class TraverseRequest(Strict):
@@ -110,6 +132,7 @@ class TraverseRequest(Strict):
     top: int = Field(default=6, ge=1, le=MAX_TRAVERSE_DIMS)
     steps: int = Field(default=9, ge=2, le=MAX_TRAVERSE_STEPS)
     span: Finite = Field(default=3.0, gt=0.0, le=10.0, description="sweep from -span to +span")
+    label: int | None = label_field(DECODE_LABEL)
 
 
 # --- responses -------------------------------------------------------------------------------------
@@ -123,6 +146,7 @@ class ModelSummary(BaseModel):
     latent_dim: int
     priors: list[str] = Field(description="priors `sample` accepts")
     classes: list[str] | None = Field(description="class names for `label`; null: unconditional model")
+    stochastic_layers: int = Field(description="1, or more for a hierarchical model (`z` is the top one)")
     dataset: str | None
     epoch: int | None
 
@@ -163,7 +187,8 @@ class EncodeResponse(BaseModel):
 
 
 class ReconstructResponse(EncodeResponse):
-    """The image as the model read it, and its reconstruction (the posterior mean, decoded)."""
+    """The image as the model read it, and its reconstruction: the posterior mean decoded (every
+    layer's, for a hierarchical model; ``mean`` and ``std`` are the top latent's)."""
 
     input: str
     reconstruction: str

@@ -1,7 +1,8 @@
 """The models a server holds, with what the page needs about each: config, curves, test set, KL, map.
 
 Expensive views (the test set, the per-dimension KL, the PCA map) are computed on first use and kept,
-under a per-model lock so that two first requests do not compute them twice.
+under a per-model lock so that two first requests do not compute them twice. They encode through the
+model's own ``encode``, with each test image's label when the model is conditional.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributions import Distribution
 
 from vaelab.data import DataConfig, ImageDataset, load_dataset, to_float
-from vaelab.generation import PCAProjection, encode_mean, kl_per_dim, project_pca, sample
-from vaelab.io.rundir import read_metrics
+from vaelab.generation import PCAProjection, project_pca, sample
+from vaelab.generation.conditional import balanced_labels
+from vaelab.io.metrics import read_metrics
 from vaelab.models.vae import CONFIG_NAME, VAE, resolve_model_dir
 
 # How many test images the KL ranking and the map use: enough for a stable picture, few enough to
@@ -26,6 +29,7 @@ from vaelab.models.vae import CONFIG_NAME, VAE, resolve_model_dir
 KL_IMAGES = 1000
 MAP_POINTS = 2000
 MAP_SEED = 0
+ENCODE_BATCH = 1024
 
 
 class Unavailable(LookupError):
@@ -73,13 +77,18 @@ class ServedModel:
         return self._cached("gmm", lambda: load_gmm_prior(self.path, self.model.latent_dim))
 
     @property
+    def num_classes(self) -> int | None:
+        """How many classes a conditional model takes (its ``label`` lies in [0, num_classes)); None for
+        an unconditional model."""
+        return self.model.num_classes or None
+
+    @property
     def classes(self) -> list[str] | None:
         """Class names a conditional model can be asked for; None for an unconditional model."""
-        num_classes = getattr(self.model, "num_classes", None)
-        if not num_classes:
+        if self.num_classes is None:
             return None
         names = self.data_config_dict.get("class_names")
-        return list(names) if names else [str(i) for i in range(num_classes)]
+        return list(names) if names else [str(i) for i in range(self.num_classes)]
 
     @property
     def data_config_dict(self) -> dict[str, Any]:
@@ -123,16 +132,46 @@ class ServedModel:
         mode = "static" if self.data_config_dict.get("binarize") == "static" else "none"
         return to_float(data.images[indices], mode)
 
+    def test_labels(self, indices: torch.Tensor) -> torch.Tensor | None:
+        """The labels of test images at ``indices`` when the model is conditional (it needs them to
+        encode); None for an unconditional model. Unavailable if the test set has no labels."""
+        if self.num_classes is None:
+            return None
+        labels = self.test_set().labels
+        if labels is None:
+            raise Unavailable(f"model {self.id!r} is conditional but its test set has no labels")
+        return labels[indices]
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> list[Distribution]:
+        """q(z|x) (q(z|x, y) for a conditional model) of images (N, C, H, W) in [0, 1], one posterior
+        per batch of ENCODE_BATCH images: the model's own ``encode`` (the top latent's posterior for a
+        hierarchical model)."""
+        device = self.model.device
+        with torch.inference_mode():
+            return [
+                self.model.encode(
+                    images[i : i + ENCODE_BATCH].to(device),
+                    None if labels is None else labels[i : i + ENCODE_BATCH].to(device),
+                )
+                for i in range(0, len(images), ENCODE_BATCH)
+            ]
+
     def kl_dims(self) -> torch.Tensor:
         """Mean KL per latent dimension (nats) over test images, or over model samples if none are here."""
 
         def compute() -> torch.Tensor:
             try:
-                count = min(KL_IMAGES, len(self.test_set()))
-                images = self.test_images(torch.arange(count))
-            except Unavailable:
-                images = sample(self.model, 256, seed=MAP_SEED)
-            return kl_per_dim(self.model, images)
+                indices = torch.arange(min(KL_IMAGES, len(self.test_set())))
+                images, labels = self.test_images(indices), self.test_labels(indices)
+            except Unavailable:  # a conditional model's samples come from all its classes, balanced
+                classes = list(range(self.num_classes or 0))
+                labels = balanced_labels(256, classes) if classes else None
+                images = sample(self.model, 256, seed=MAP_SEED, labels=labels)
+            with torch.inference_mode():  # a learned prior's parameters need no graph here
+                per_image = [self.model.kl_per_dim(q) for q in self.encode(images, labels)]
+            if any(kl is None for kl in per_image):
+                raise Unavailable(f"the KL of model {self.id!r} does not split by latent dimension")
+            return torch.cat(per_image).mean(0).cpu()
 
         return self._cached("kl_dims", compute)
 
@@ -143,7 +182,8 @@ class ServedModel:
             data = self.test_set()
             generator = torch.Generator().manual_seed(MAP_SEED)
             indices = torch.randperm(len(data), generator=generator)[:MAP_POINTS]
-            z = encode_mean(self.model, self.test_images(indices))
+            posteriors = self.encode(self.test_images(indices), self.test_labels(indices))
+            z = torch.cat([q.mean for q in posteriors]).cpu()
             labels = None if data.labels is None else data.labels[indices]
             return LatentMap(project_pca(z, 2), indices, labels)
 
