@@ -1,8 +1,8 @@
 // The latent-space explorer. Every section shows one card per chosen model, side by side; all
 // numbers come from the REST API under /api (documented at /docs).
-import { api, card, el, latestWins, toast, yaml } from "./lib.js";
+import { api, card, el, latestWins, toast } from "./lib.js";
 import { Pad } from "./pad.js";
-import { lineChart, MapView, PALETTE } from "./plots.js";
+import { MapView, PALETTE, trainingPanel } from "./plots.js";
 
 const $ = (id) => document.getElementById(id);
 const SLIDER_DIMS = 8;
@@ -12,6 +12,11 @@ const S = {
 };
 const models = () => S.models.filter((m) => S.active.includes(m.id));
 const url = (m, path) => `/api/models/${encodeURIComponent(m.id)}/${path}`;
+// The class a conditional model reads the drawing as and decodes as (the Class menu of the drawing
+// section); undefined for an unconditional model, so JSON bodies leave `label` out.
+const classOf = (m) => (m.classes ? Math.min(Number($("class").value) || 0, m.classes.length - 1) : undefined);
+// An image that has nothing to show yet stays hidden (CSS) inside a slot that draws an empty frame.
+const slot = (img) => el("span", { class: "slot" }, img);
 
 async function main() {
   S.models = await api("/api/models");
@@ -41,10 +46,13 @@ function setupControls() {
   $("prior").replaceChildren(...priors.map((p) => el("option", { value: p }, p.replace("_", " "))));
   $("prior").disabled = priors.length < 2;
   const classes = S.models.find((m) => m.classes)?.classes;
-  $("label").replaceChildren(...(classes
-    ? [el("option", { value: "" }, "any"), ...classes.map((c, i) => el("option", { value: i }, c))]
-    : [el("option", { value: "" }, "unconditional model")]));
-  $("label").disabled = !classes;
+  for (const [id, first] of [["label", [el("option", { value: "" }, "any")]], ["class", []]]) {
+    $(id).replaceChildren(...(classes
+      ? [...first, ...classes.map((c, i) => el("option", { value: i }, c))]
+      : [el("option", { value: "" }, "unconditional model")]));
+    $(id).disabled = !classes;
+  }
+  $("class").addEventListener("change", render); // every view of a conditional model decodes as it
   const refresh = latestWins(refreshSamples);
   $("temperature").addEventListener("input", () => {
     $("temperature-out").value = Number($("temperature").value).toFixed(2);
@@ -76,15 +84,15 @@ function render() {
     ui.input = el("img", { alt: "input as the model reads it" });
     ui.recon = el("img", { alt: "reconstruction", dataset: { testid: "reconstruction" } });
     sections.recon.push(card(m, el("div", { class: "pair" },
-      el("figure", {}, ui.input, el("figcaption", {}, "input")),
-      el("figure", {}, ui.recon, el("figcaption", {}, "reconstruction"))),
+      el("figure", {}, slot(ui.input), el("figcaption", {}, "input")),
+      el("figure", {}, slot(ui.recon), el("figcaption", {}, "reconstruction"))),
     ui.reconNote = el("p", { class: "note" }, "Draw on the pad or upload an image.")));
     ui.interp = el("div", { class: "row" });
     sections.interp.push(card(m, ui.interp));
     sections.slider.push(card(m, sliderPanel(m, ui)));
     ui.mapBox = el("div", {}, el("p", { class: "note" }, "Loading the map…"));
     sections.map.push(card(m, ui.mapBox));
-    sections.train.push(card(m, ...trainingPanel(m)));
+    sections.train.push(card(m, ...trainingPanel(S.info[m.id])));
   }
   $("sample-cards").replaceChildren(...sections.sample);
   $("recon-cards").replaceChildren(...sections.recon);
@@ -127,7 +135,7 @@ async function onDrawing(image) {
   if (!image) return;
   S.drawing = image;
   await Promise.all(models().map(async (m) => {
-    const res = await api(url(m, "reconstruct"), { method: "POST", body: { image, resize: true } });
+    const res = await api(url(m, "reconstruct"), { method: "POST", body: { image, resize: true, label: classOf(m) } });
     showReconstruction(m, res);
   }));
 }
@@ -153,7 +161,8 @@ async function onUpload(e) {
     await Promise.all(models().map(async (m, i) => {
       const form = new FormData();
       form.append("file", file);
-      const res = await api(`${url(m, "reconstruct/upload")}?resize=true&invert=${invert}`, { method: "POST", form });
+      const label = m.classes ? `&label=${classOf(m)}` : "";
+      const res = await api(`${url(m, "reconstruct/upload")}?resize=true&invert=${invert}${label}`, { method: "POST", form });
       if (i === 0) S.drawing = res.input;
       showReconstruction(m, res);
     }));
@@ -167,7 +176,9 @@ async function loadExamples() {
   for (const m of S.models) {
     try {
       const ex = await api(`${url(m, "examples")}?n=32&seed=1`);
-      S.examples = ex.images.map((src, i) => ({ src, label: ex.labels ? `test #${ex.indices[i]} (${ex.labels[i]})` : `test #${ex.indices[i]}` }));
+      S.examples = ex.images.map((src, i) => ({
+        src, cls: ex.labels?.[i], label: ex.labels ? `test #${ex.indices[i]} (${ex.labels[i]})` : `test #${ex.indices[i]}`,
+      }));
       break;
     } catch (err) { /* this model has no test set here: try the next one */ }
   }
@@ -177,32 +188,34 @@ async function loadExamples() {
   }
   $("examples").replaceChildren(...S.examples.map((ex) => el("img", {
     src: ex.src, alt: ex.label, title: ex.label,
-    onclick: (ev) => { const end = ev.shiftKey ? "b" : S.nextEnd; setEnd(end, ex.src, ex.label); },
+    onclick: (ev) => { const end = ev.shiftKey ? "b" : S.nextEnd; setEnd(end, ex.src, ex.label, ex.cls); },
   })));
-  setEnd("a", S.examples[0].src, S.examples[0].label, false);
-  setEnd("b", S.examples[1 % S.examples.length].src, S.examples[1 % S.examples.length].label, false);
+  const [a, b] = [S.examples[0], S.examples[1 % S.examples.length]];
+  setEnd("a", a.src, a.label, a.cls, false);
+  setEnd("b", b.src, b.label, b.cls, false);
 }
 
-function setEnd(end, src, label, refresh = true) {
+// An end of the interpolation: an image and its class (undefined: the drawing, read as the Class menu's).
+function setEnd(end, src, label, cls, refresh = true) {
   if (!src) return toast("Draw something first.");
-  S.ends[end] = src;
+  S.ends[end] = { src, cls };
   S.nextEnd = end === "a" ? "b" : "a";
   $(`end-${end}`).src = src;
   $(`end-${end}`).title = label;
   for (const img of $("examples").querySelectorAll("img")) {
-    img.classList.toggle("a", img.src === S.ends.a);
-    img.classList.toggle("b", img.src === S.ends.b);
+    img.classList.toggle("a", img.src === S.ends.a?.src);
+    img.classList.toggle("b", img.src === S.ends.b?.src);
   }
   if (refresh) refreshInterpolation().catch((e) => toast(e.message));
 }
 
 async function refreshInterpolation() {
   if (!S.ends.a || !S.ends.b) return;
-  const body = {
-    a: { image: S.ends.a, resize: true }, b: { image: S.ends.b, resize: true },
-    steps: Number($("steps").value), mode: $("mode").value,
-  };
+  const end = (m, { src, cls }) => ({ image: src, resize: true, label: m.classes ? cls ?? classOf(m) : undefined });
   await Promise.all(models().map(async (m) => {
+    const body = {
+      a: end(m, S.ends.a), b: end(m, S.ends.b), steps: Number($("steps").value), mode: $("mode").value, label: classOf(m),
+    };
     const res = await api(url(m, "interpolate"), { method: "POST", body });
     S.ui[m.id].interp.replaceChildren(...res.images.map((src) => el("img", { src, alt: "" })));
   }));
@@ -224,7 +237,7 @@ function sliderPanel(m, ui) {
     });
     return { dim, input, out, row: el("div", { class: "dim", title: `KL ${kl.toFixed(3)} nats` }, `z${dim} · KL ${kl.toFixed(2)}`, input, out) };
   });
-  return el("div", { class: "sliders" }, ui.live, el("div", { class: "dims" }, ui.sliders.map((s) => s.row)));
+  return el("div", { class: "sliders" }, slot(ui.live), el("div", { class: "dims" }, ui.sliders.map((s) => s.row)));
 }
 
 function setBase(m, z) {
@@ -239,14 +252,15 @@ function setBase(m, z) {
 }
 
 async function decodeInto(m, z) {
-  const res = await api(url(m, "decode"), { method: "POST", body: { z: [z.map((v) => Math.max(-1000, Math.min(1000, v)))] } });
+  const body = { z: [z.map((v) => Math.max(-1000, Math.min(1000, v)))], label: classOf(m) };
+  const res = await api(url(m, "decode"), { method: "POST", body });
   S.ui[m.id].live.src = res.images[0];
 }
 
 async function slidersFromDrawing(explicit) {
   if (!S.drawing) return explicit && toast("Draw something first.");
   await Promise.all(models().map(async (m) => {
-    const res = await api(url(m, "encode"), { method: "POST", body: { image: S.drawing, resize: true } });
+    const res = await api(url(m, "encode"), { method: "POST", body: { image: S.drawing, resize: true, label: classOf(m) } });
     setBase(m, res.mean);
   }));
 }
@@ -264,36 +278,17 @@ async function loadMap(m) {
   const canvas = el("canvas", { width: 560, height: 560, "aria-label": "latent map" });
   const picked = el("img", { alt: "decoded map point" });
   const view = new MapView(canvas, map, async (x, y) => {
-    const res = await api(url(m, "decode"), { method: "POST", body: { z: [view.latent(x, y)] } }).catch((e) => toast(e.message));
+    const body = { z: [view.latent(x, y)], label: classOf(m) };
+    const res = await api(url(m, "decode"), { method: "POST", body }).catch((e) => toast(e.message));
     if (res) picked.src = res.images[0];
   });
   S.maps[m.id] = view;
   const labels = [...new Set(map.labels || [])].sort((a, b) => a - b);
   const ev = map.explained_variance.map((v) => `${(100 * v).toFixed(0)}%`).join(" + ");
-  ui.mapBox.replaceChildren(el("div", { class: "mapbox" }, canvas, el("div", {}, picked,
+  ui.mapBox.replaceChildren(el("div", { class: "mapbox" }, canvas, el("div", {}, slot(picked),
     el("p", { class: "note" }, `${map.x.length} test images; PC1 + PC2 explain ${ev} of the variance.`))),
   el("div", { class: "legend" }, labels.map((l) => el("span", {}, el("i", { style: `background:${PALETTE[l % PALETTE.length]}` }), String(l)))));
   view.pick(0, 0); // the centre of the test encodings: a typical image
-}
-
-// --- training curves and config ---------------------------------------------------------------------------
-function trainingPanel(m) {
-  const info = S.info[m.id];
-  const rows = info.metrics;
-  const last = rows[rows.length - 1] || {};
-  const elbo = lineChart(rows, [["train_loss", "train", "#4f46e5"], ["val_neg_elbo", "validation", "#f97316"]], "−ELBO (nats per image)");
-  const kl = lineChart(rows, [["train_kl", "train KL", "#0ea5e9"], ["val_kl", "val KL", "#e15759"]], "KL (nats)");
-  const facts = [
-    info.dataset && `dataset ${info.dataset}`,
-    info.epoch != null && `epoch ${info.epoch}`,
-    typeof last.val_neg_elbo === "number" && `val −ELBO ${last.val_neg_elbo.toFixed(2)}`,
-  ].filter(Boolean).join(" · ");
-  return [
-    el("p", { class: "note" }, facts || "no training record"),
-    elbo || el("p", { class: "note" }, "No metrics.jsonl beside this model."),
-    kl,
-    el("details", {}, el("summary", {}, "Config"), el("pre", {}, yaml(info.config))),
-  ];
 }
 
 main().catch((err) => toast(`Could not start: ${err.message}`));

@@ -71,9 +71,13 @@ export function toast(message) {
 
 /** A model's card inside a section: a titled box; `body` nodes go under the title. */
 export function card(model, ...body) {
-  return el("div", { class: "card", dataset: { model: model.id } },
-    el("h3", {}, model.name, el("small", {}, `${model.image_shape.slice(1).join("×")} · z${model.latent_dim}`)),
-    ...body);
+  const facts = [
+    model.image_shape.slice(1).join("×"),
+    `z${model.latent_dim}`,
+    model.stochastic_layers > 1 && `${model.stochastic_layers} latent layers`,
+    model.classes && `${model.classes.length} classes`,
+  ].filter(Boolean).join(" · ");
+  return el("div", { class: "card", dataset: { model: model.id } }, el("h3", {}, model.name, el("small", {}, facts)), ...body);
 }
 
 /** Render a nested config object as indented YAML-like text (read-only display). */

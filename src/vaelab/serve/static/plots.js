@@ -1,5 +1,6 @@
 // Plots drawn by hand (no charting library, so nothing to fetch): training curves as SVG, and the
 // latent map as a canvas scatter that turns a click into map coordinates.
+import { el, yaml } from "./lib.js";
 
 export const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
   "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#7f7f7f"];
@@ -12,19 +13,41 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-function fmt(v) {
-  const a = Math.abs(v);
-  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+/** A tick value with enough decimals to tell ticks `span` apart (101.0, 101.5, 102.0; not 101, 102, 102). */
+function fmt(v, span) {
+  return v.toFixed(Math.max(0, Math.min(4, 1 - Math.floor(Math.log10(span)))));
 }
+
+const CHART_HEIGHT = 170;
+const CHART_FONT = 12; // px: the chart is drawn at its rendered width, so this is the size on screen
 
 /**
  * A line chart of metric rows against `epoch`. `series` is [[key, label, colour], ...]; keys absent
  * from the rows are skipped. Returns an <svg>, or null when there is nothing to plot.
+ *
+ * The chart is drawn in CSS pixels at whatever width its card gives it (and redrawn when that
+ * changes) instead of being scaled from a fixed viewBox, so its text stays CHART_FONT px on screen.
  */
 export function lineChart(rows, series, title) {
   const shown = series.filter(([key]) => rows.some((r) => typeof r[key] === "number"));
   if (!rows.length || !shown.length) return null;
-  const W = 420, H = 170, L = 44, R = 10, T = 18, B = 24;
+  const root = svg("svg", { class: "chart", height: CHART_HEIGHT, "font-size": CHART_FONT });
+  let drawnWidth = 0;
+  const draw = (width) => {
+    drawnWidth = width;
+    root.setAttribute("viewBox", `0 0 ${width} ${CHART_HEIGHT}`);
+    root.replaceChildren(...chartParts(rows, shown, title, width));
+  };
+  draw(420);
+  new ResizeObserver(([entry]) => {
+    const width = Math.round(entry.contentRect.width);
+    if (width > 0 && width !== drawnWidth) draw(width);
+  }).observe(root);
+  return root;
+}
+
+function chartParts(rows, shown, title, W) {
+  const H = CHART_HEIGHT, L = 48, R = 10, T = 22, B = 26;
   const xs = rows.map((r, i) => r.epoch ?? i + 1);
   const values = shown.flatMap(([key]) => rows.map((r) => r[key]).filter((v) => typeof v === "number"));
   let lo = Math.min(...values), hi = Math.max(...values);
@@ -32,25 +55,43 @@ export function lineChart(rows, series, title) {
   const x0 = Math.min(...xs), x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
   const sx = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y) => T + (1 - (y - lo) / (hi - lo)) * (H - T - B);
-  const root = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}` });
-  root.append(svg("text", { x: L, y: 11, "font-weight": 600 }, title));
+  const parts = [svg("text", { x: L, y: 13, "font-weight": 600 }, title)];
   for (const f of [0, 0.5, 1]) {
     const y = lo + f * (hi - lo);
-    root.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: sy(y), y2: sy(y) }));
-    root.append(svg("text", { x: L - 4, y: sy(y) + 3, "text-anchor": "end" }, fmt(y)));
+    parts.push(svg("line", { class: "axis", x1: L, x2: W - R, y1: sy(y), y2: sy(y) }));
+    parts.push(svg("text", { x: L - 5, y: sy(y) + 4, "text-anchor": "end" }, fmt(y, hi - lo)));
   }
-  root.append(svg("text", { x: L, y: H - 6 }, `epoch ${x0}`));
-  root.append(svg("text", { x: W - R, y: H - 6, "text-anchor": "end" }, `${x1}`));
+  parts.push(svg("text", { x: L, y: H - 7 }, `epoch ${x0}`));
+  parts.push(svg("text", { x: W - R, y: H - 7, "text-anchor": "end" }, `${x1}`));
   let lx = W - R;
   for (const [key, label, colour] of [...shown].reverse()) {
     const pts = rows.map((r, i) => (typeof r[key] === "number" ? `${sx(xs[i])},${sy(r[key])}` : null)).filter(Boolean);
-    root.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2 }));
-    const t = svg("text", { x: lx, y: 11, "text-anchor": "end", fill: colour }, label);
+    parts.push(svg("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2 }));
+    const t = svg("text", { x: lx, y: 13, "text-anchor": "end", fill: colour }, label);
     t.style.fill = colour;
-    root.append(t);
-    lx -= label.length * 6 + 14;
+    parts.push(t);
+    lx -= label.length * 0.6 * CHART_FONT + 14;
   }
-  return root;
+  return parts;
+}
+
+/** A model's training card: facts, the −ELBO and KL curves, and the config that rebuilds it. */
+export function trainingPanel(info) {
+  const rows = info.metrics;
+  const last = rows[rows.length - 1] || {};
+  const elbo = lineChart(rows, [["train_loss", "train", "#4f46e5"], ["val_neg_elbo", "validation", "#f97316"]], "−ELBO (nats per image)");
+  const kl = lineChart(rows, [["train_kl", "train KL", "#0ea5e9"], ["val_kl", "val KL", "#e15759"]], "KL (nats)");
+  const facts = [
+    info.dataset && `dataset ${info.dataset}`,
+    info.epoch != null && `epoch ${info.epoch}`,
+    typeof last.val_neg_elbo === "number" && `val −ELBO ${last.val_neg_elbo.toFixed(2)}`,
+  ].filter(Boolean).join(" · ");
+  return [
+    el("p", { class: "note" }, facts || "no training record"),
+    elbo || el("p", { class: "note" }, "No metrics.jsonl beside this model."),
+    kl,
+    el("details", {}, el("summary", {}, "Config"), el("pre", {}, yaml(info.config))),
+  ];
 }
 
 /** The latent map: points coloured by label; `onPick(x, y)` gets map coordinates of a click. */
