@@ -10,27 +10,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-Activation = Literal["relu", "gelu", "silu", "elu", "tanh"]
-# How a convolutional part lays out the latent: a vector, or a map at its lowest resolution.
-LatentLayout = Literal["vector", "spatial"]
-
-
-class PartConfig(BaseModel):
-    """Base of every part config: frozen, and unknown keys are errors (typos never pass silently)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConvPartConfig(PartConfig):
-    """Base of the convolutional parts: the optional space-to-depth patching they share."""
-
-    # patch > 1: the encoder first folds each patch x patch block of pixels into channels
-    # (PixelUnshuffle) and the decoder predicts them that way and unfolds them (PixelShuffle), so no
-    # convolution runs on 1-3 channels at full resolution: several times faster on CPUs for the same
-    # depth (docs/performance.md). The patch must divide the image sides; 1 = off.
-    patch: int = Field(default=1, ge=1)
+# The bases live apart so that a new part's file can define its config (see part_config.py).
+from vaelab.models.part_config import Activation, ConvPartConfig, LatentLayout, PartConfig
 
 
 # --- encoders --------------------------------------------------------------------------------------
@@ -229,6 +212,29 @@ class DiscretizedGaussianLikelihoodConfig(PartConfig):
     min_log_scale: float = -6.93
 
 
+class PixelCNNLikelihoodConfig(PartConfig):
+    """The logistic mixture (``logistic_mixture``'s fields) whose parameters also follow each pixel's
+    causal neighbourhood through one masked convolution: a small PixelCNN head (PixelVAE) for
+    likelihood. Normalised over 8-bit levels like the mixture; decoding is pixel by pixel."""
+
+    name: Literal["pixelcnn"] = "pixelcnn"
+    components: int = Field(default=5, ge=1)
+    min_log_scale: float = -7.0
+    coupled: bool = True
+    # The masked convolution's side (odd): a pixel sees kernel // 2 rows above it and kernel // 2
+    # pixels to either side in those rows, and kernel // 2 pixels to its left.
+    kernel: int = Field(default=5, ge=3)
+    # Width of the head and its number of extra per-pixel (1 x 1) layers.
+    hidden: int = Field(default=32, ge=1)
+    depth: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _odd_kernel(self) -> PixelCNNLikelihoodConfig:
+        if self.kernel % 2 == 0:
+            raise ValueError(f"pixelcnn kernel must be odd (it is centred on the pixel); got {self.kernel}")
+        return self
+
+
 # --- conditioning ------------------------------------------------------------------------------------
 class LabelConditionConfig(PartConfig):
     """Class-conditional VAE (Sohn et al. 2015): the label enters the encoder as an extra image
@@ -252,7 +258,8 @@ LikelihoodConfig = Annotated[
     BernoulliLikelihoodConfig
     | GaussianLikelihoodConfig
     | LogisticMixtureLikelihoodConfig
-    | DiscretizedGaussianLikelihoodConfig,
+    | DiscretizedGaussianLikelihoodConfig
+    | PixelCNNLikelihoodConfig,
     Field(discriminator="name"),
 ]
 ConditionConfig = Annotated[LabelConditionConfig, Field(discriminator="name")]
