@@ -1,6 +1,7 @@
 """Packed datasets: round trip, block-shuffled batches, errors, and training from a packed directory."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,8 +34,9 @@ def test_block_shuffled_batches_cover_every_image_once(tmp_path, block):
     ds = dataset()
     packed = open_packed(pack_dataset(ds, tmp_path / "p", shard_bytes=30 * 128))
     seen = []
-    for images, labels in packed_batches(packed, 33, shuffle=True, generator=torch.Generator().manual_seed(1),
-                                         block_images=block):  # fmt: skip
+    blocks = replace(packed, block_images=block)
+    epoch = packed_batches(blocks, 33, shuffle=True, generator=torch.Generator().manual_seed(1))
+    for images, labels in epoch:
         assert len(images) <= 33
         seen += labels.tolist()
         # every image still matches its label: rows were moved together

@@ -152,6 +152,9 @@ class PackedDataset:
     class_names: tuple[str, ...] | None
     start: int = 0
     stop: int = 0
+    # Images one read pulls from the memory maps in ``packed_batches``: large blocks keep the reads
+    # sequential; a shuffled epoch shuffles the blocks' order and the images within each block.
+    block_images: int = DEFAULT_BLOCK_IMAGES
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -247,19 +250,15 @@ def open_packed(root: str | Path, verify: bool = False) -> PackedDataset:
 
 
 def packed_batches(
-    dataset: PackedDataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    generator: torch.Generator | None = None,
-    block_images: int = DEFAULT_BLOCK_IMAGES,
+    dataset: PackedDataset, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """One epoch of (uint8 images, labels) batches, reading one contiguous block at a time.
+    """One epoch of (uint8 images, labels) batches, reading one contiguous block of
+    ``dataset.block_images`` at a time.
 
     Shuffled: blocks in a random order, images shuffled within each block, the remainder of a block
     carried into the next batch. Every index appears exactly once per epoch.
     """
-    n = len(dataset)
+    n, block_images = len(dataset), dataset.block_images
     starts = list(range(0, n, block_images))
     if shuffle:
         starts = [starts[i] for i in torch.randperm(len(starts), generator=generator).tolist()]
