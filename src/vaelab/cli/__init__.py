@@ -28,8 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """A user error's message on one line (a config error lists its fields on lines of their own):
+    one line per error keeps logs greppable and never looks like a traceback."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {'; '.join(lines[1:])}"
+    return "; ".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status (2 for a user error)."""
+    """Entry point of the console script; returns the exit status: 0, 2 for a user error (one line
+    naming the problem), 130 for Ctrl-C. Any other exception is a bug: it propagates with its
+    traceback (exit status 1 from the interpreter)."""
     from vaelab.cli.common import USER_ERRORS
 
     parser = build_parser()
@@ -39,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if os.environ.get("VAELAB_DEBUG"):
             raise  # the full traceback, for bug reports
-        print(f"vaelab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"vaelab {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,90 +11,42 @@ from typing import Any
 
 import torch
 
-from vaelab.cli.common import (
-    add_data_options,
-    add_device_option,
-    data_overrides,
-    load_model,
-    saved_data_config,
-)
+from vaelab.cli.common import add_model_command, check_at_least, check_suffix, load_model_and_data, writing
+from vaelab.errors import DataError, UsageError
 
 
-def _common(p: argparse.ArgumentParser, out_help: str) -> None:
-    p.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
-    add_data_options(p, "the dataset the model was trained on")
-    p.add_argument("--split", choices=["train", "test"], default="test", help="images from (default test)")
-    p.add_argument("--out", required=True, metavar="FILE.png|FILE.gif", help=out_help)
-    add_device_option(p)
+def _latent_tool(sub: argparse._SubParsersAction, name: str, run: Any) -> argparse.ArgumentParser:
+    """A command that writes a PNG grid or, for --out FILE.gif, an animation."""
+    p = add_model_command(sub, name, run)
+    p.add_argument("--out", required=True, metavar="FILE.png|FILE.gif", help="grid (PNG) or animation")
+    return p
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    f = sub.add_parser(
-        "fit-prior",
-        help="fit a Gaussian mixture to the aggregate posterior (sample with --prior gmm)",
-        description="Ex-post density estimation (Ghosh et al. 2020): fit a Gaussian mixture (scikit-learn) "
-        "to the posterior means of the training images and save it beside the model as "
-        "gmm_prior.safetensors; 'vaelab sample MODEL --prior gmm' then samples from it.",
-    )
-    f.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
-    add_data_options(f, "the dataset the model was trained on")
+    f = add_model_command(sub, "fit-prior", run_fit_prior, split=False)
     f.add_argument("--components", type=int, default=10, help="mixture components (default 10)")
-    f.add_argument(
-        "--covariance", choices=["full", "diag", "tied", "spherical"], default="full", help="default full"
-    )
+    f.add_argument("--covariance", choices=["full", "diag", "tied", "spherical"], default="full")
     f.add_argument("--seed", type=int, default=0, help="seed of the mixture's initialisation")
-    add_device_option(f)
-    f.set_defaults(func=run_fit_prior)
 
-    i = sub.add_parser(
-        "interpolate",
-        help="decode the path between two images' latents (linear or spherical)",
-        description="Encode two images of a split (by index), walk between their posterior means and "
-        "decode: rows for linear and/or spherical (slerp) interpolation.",
-    )
-    _common(i, "where to write the grid (PNG) or animation (GIF)")
+    i = _latent_tool(sub, "interpolate", run_interpolate)
     i.add_argument("--from", dest="index_a", type=int, default=0, metavar="I", help="first image's index")
     i.add_argument("--to", dest="index_b", type=int, default=1, metavar="J", help="second image's index")
     i.add_argument("--steps", type=int, default=10, help="images along the path, ends included")
     i.add_argument("--mode", choices=["linear", "slerp", "both"], default="both", help="default both")
-    i.set_defaults(func=run_interpolate)
 
-    t = sub.add_parser(
-        "traverse",
-        help="vary each latent dimension in turn, most informative (highest KL) first",
-        description="Start from an image's posterior mean and sweep one latent dimension at a time over "
-        "[-range, range]: one row per dimension, ordered by the dimension's mean KL over the split.",
-    )
-    _common(t, "where to write the grid (PNG) or animation (GIF)")
+    t = _latent_tool(sub, "traverse", run_traverse)
     t.add_argument("--index", type=int, default=0, help="the image to start from (default 0)")
     t.add_argument("--dims", type=int, default=10, help="how many dimensions (highest KL first)")
     t.add_argument("--steps", type=int, default=9, help="values per dimension (default 9)")
     t.add_argument("--range", dest="span", type=float, default=3.0, help="sweep [-R, R] (default 3)")
     t.add_argument("--kl-images", type=int, default=1000, help="images to rank dimensions by KL")
-    t.set_defaults(func=run_traverse)
 
-    a = sub.add_parser(
-        "attribute",
-        help="latent arithmetic: move images along the mean difference between two labelled groups",
-        description="Attribute vector v = mean z of class TO - mean z of class FROM (over the split); "
-        "decode z(x) + s v for images of class FROM, s from 0 to --strength: one row per image.",
-    )
-    _common(a, "where to write the grid (PNG) or animation (GIF)")
+    a = _latent_tool(sub, "attribute", run_attribute)
     a.add_argument("--from-class", type=int, required=True, metavar="A", help="the source group's label")
     a.add_argument("--to-class", type=int, required=True, metavar="B", help="the target group's label")
     a.add_argument("-n", type=int, default=6, help="images of class A to move (default 6)")
     a.add_argument("--steps", type=int, default=7, help="strengths from 0 to --strength (default 7)")
     a.add_argument("--strength", type=float, default=1.5, help="largest multiple of v (default 1.5)")
-    a.set_defaults(func=run_attribute)
-
-
-def _split(args: argparse.Namespace, split: str | None = None) -> Any:
-    from vaelab.data import load_dataset
-    from vaelab.data.config import DataConfig
-    from vaelab.evaluation.report import in_memory
-
-    cfg = DataConfig.model_validate({**saved_data_config(args.model), **data_overrides(args)})
-    return in_memory(load_dataset(cfg, split or args.split, progress=False))
 
 
 def _float(images: torch.Tensor) -> torch.Tensor:
@@ -107,30 +59,39 @@ def _write(frames: list[torch.Tensor], grid: torch.Tensor, nrow: int, out: str) 
     """``frames`` as a GIF (one grid per frame) when ``out`` ends in .gif, else ``grid`` as a PNG."""
     from vaelab.io.images import save_gif, save_grid
 
-    if out.endswith(".gif"):
-        save_gif(frames, out, nrow=max(1, len(frames[0]) if len(frames[0]) <= 10 else 10))
-    elif out.endswith(".png"):
-        save_grid(grid, out, nrow=nrow)
-    else:
-        raise ValueError(f"--out must end in .png or .gif; got {out}")
+    with writing("--out", out):
+        if out.endswith(".gif"):
+            save_gif(frames, out, nrow=max(1, len(frames[0]) if len(frames[0]) <= 10 else 10))
+        else:
+            save_grid(grid, out, nrow=nrow)
     print(f"wrote {out}", file=sys.stderr)
 
 
 def _check_index(index: int, n: int, name: str) -> int:
     if not 0 <= index < n:
-        raise ValueError(f"{name} {index} is out of range: the split has {n} images")
+        raise UsageError(f"{name} {index} is out of range: the split has {n} images")
     return index
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    check_suffix(args.out, (".png", ".gif"), "--out")
+
+
 def run_fit_prior(args: argparse.Namespace) -> int:
+    """Fit a Gaussian mixture to the aggregate posterior (sample with --prior gmm).
+
+    Ex-post density estimation (Ghosh et al. 2020): fit a Gaussian mixture (scikit-learn) to the
+    posterior means of the training images and save it beside the model as gmm_prior.safetensors;
+    'vaelab sample MODEL --prior gmm' then samples from it.
+    """
     from vaelab.generation.gmm_prior import fit_gmm_prior, save_gmm_prior
 
-    model = load_model(args)
-    data = _split(args, "train")
+    model, data = load_model_and_data(args, "train")
     prior = fit_gmm_prior(
         model, _float(data.images), components=args.components, seed=args.seed, covariance=args.covariance
     )
-    path = save_gmm_prior(prior, args.model)
+    with writing("MODEL", args.model):
+        path = save_gmm_prior(prior, args.model)
     info = prior.info
     print(
         f"wrote {path} ({info['components']} components, {info['covariance_type']} covariance, fitted to "
@@ -141,12 +102,16 @@ def run_fit_prior(args: argparse.Namespace) -> int:
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
+    """Decode the path between two images' latents (linear or spherical).
+
+    Encode two images of a split (by index), walk between their posterior means and decode: rows for
+    linear and/or spherical (slerp) interpolation.
+    """
     from vaelab.generation import interpolate
 
-    if args.steps < 2:
-        raise ValueError(f"--steps must be at least 2; got {args.steps}")
-    model = load_model(args)
-    data = _split(args)
+    _check_out(args)
+    check_at_least(args.steps, 2, "--steps")
+    model, data = load_model_and_data(args, args.split)
     a = _float(data.images[_check_index(args.index_a, len(data), "--from")])
     b = _float(data.images[_check_index(args.index_b, len(data), "--to")])
     modes = ["linear", "slerp"] if args.mode == "both" else [args.mode]
@@ -158,13 +123,21 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def run_traverse(args: argparse.Namespace) -> int:
+    """Vary each latent dimension in turn, most informative (highest KL) first.
+
+    Start from an image's posterior mean and sweep one latent dimension at a time over [-range, range]:
+    one row per dimension, ordered by the dimension's mean KL over the split.
+    """
     from vaelab.generation import dims_by_kl, encode_mean, kl_per_dim, traverse
 
-    model = load_model(args)
-    data = _split(args)
-    images = _float(data.images[: max(1, args.kl_images)])
-    dims = dims_by_kl(kl_per_dim(model, images), min(args.dims, model.latent_dim))
-    z = encode_mean(model, _float(data.images[_check_index(args.index, len(data), "--index")])[None])[0]
+    _check_out(args)
+    for value, option in ((args.dims, "--dims"), (args.steps, "--steps"), (args.kl_images, "--kl-images")):
+        check_at_least(value, 1, option)
+    model, data = load_model_and_data(args, args.split)
+    start = _float(data.images[_check_index(args.index, len(data), "--index")])
+    kl = kl_per_dim(model, _float(data.images[: args.kl_images]))
+    dims = dims_by_kl(kl, min(args.dims, model.latent_dim))
+    z = encode_mean(model, start[None])[0]
     values = torch.linspace(-args.span, args.span, args.steps)
     grid = traverse(model, z, dims, values)  # row-major by dimension
     frames = [grid[k :: args.steps] for k in range(args.steps)]
@@ -175,12 +148,19 @@ def run_traverse(args: argparse.Namespace) -> int:
 
 
 def run_attribute(args: argparse.Namespace) -> int:
+    """Latent arithmetic: move images along the mean difference between two labelled groups.
+
+    Attribute vector v = mean z of class TO - mean z of class FROM (over the split); decode z(x) + s v
+    for images of class FROM, s from 0 to --strength: one row per image.
+    """
     from vaelab.generation import attribute_vector, latent_arithmetic
 
-    model = load_model(args)
-    data = _split(args)
+    _check_out(args)
+    check_at_least(args.n, 1, "-n")
+    check_at_least(args.steps, 1, "--steps")
+    model, data = load_model_and_data(args, args.split)
     if data.labels is None:
-        raise ValueError(f"dataset {data.name!r} has no labels, so it has no groups to compare")
+        raise DataError(f"dataset {data.name!r} has no labels, so it has no groups to compare")
     images = _float(data.images)
     vector = attribute_vector(model, images, data.labels, args.from_class, args.to_class)
     chosen = images[data.labels == args.from_class][: args.n]

@@ -8,30 +8,20 @@ import sys
 from pathlib import Path
 
 from vaelab.cli.common import (
-    add_data_options,
-    add_device_option,
-    data_overrides,
-    load_model,
-    saved_data_config,
+    add_command,
+    add_model_command,
+    check_at_least,
+    load_model_and_data,
+    model_data_config,
+    writing,
 )
+from vaelab.errors import DataError, MissingFileError
 
 FEATURE_TRAIN_LIMIT = 60_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="log-likelihood, bits/dim, posterior health, reconstruction and sample quality",
-        description="Evaluate a trained model on a dataset split: ELBO and its terms, the importance-"
-        "weighted log-likelihood (Burda et al. 2015) with its standard error, bits/dim where the "
-        "likelihood is over 8-bit pixels, active units and per-dimension KL, reconstruction MSE / PSNR / "
-        "SSIM, and Frechet distance / precision / recall of samples in the feature space of a small "
-        "classifier trained once on the dataset (cached). Writes report.json and report.md into the run "
-        "directory (or the saved-model directory, or --out) and prints the table.",
-    )
-    p.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
-    add_data_options(p, "the dataset the model was trained on")
-    p.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
+    p = add_model_command(sub, "evaluate", run_evaluate)
     p.add_argument(
         "--binarize",
         choices=["none", "dynamic", "static"],
@@ -72,24 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="local weights-inception-2015-12-05-6726825d.pth: adds Inception-v3 FID (needs torch-fidelity)",
     )
     p.add_argument("--out", metavar="DIR", help="where to write report.json and report.md")
-    add_device_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_evaluate)
 
-    c = sub.add_parser(
-        "compare",
-        help="side-by-side table of evaluation reports",
-        description="Read report.json of each run (run directories, report directories or report.json "
-        "files), print the reports side by side as Markdown and write it with its JSON.",
-    )
+    c = add_command(sub, "compare", run_compare)
     c.add_argument("runs", nargs="+", metavar="RUN", help="runs evaluated with 'vaelab evaluate'")
-    c.add_argument(
-        "--out",
-        default="comparison.md",
-        metavar="FILE.md",
-        help="where to write the table (default comparison.md; the JSON goes beside it)",
-    )
-    c.set_defaults(func=run_compare)
+    c.add_argument("--out", default="comparison.md", metavar="FILE.md", help="the table (JSON beside it)")
 
 
 def _output_dir(model: str) -> Path:
@@ -101,19 +78,36 @@ def _output_dir(model: str) -> Path:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """Log-likelihood, bits/dim, posterior health, reconstruction and sample quality.
+
+    Evaluate a trained model on a dataset split: ELBO and its terms, the importance-weighted
+    log-likelihood (Burda et al. 2015) with its standard error, bits/dim where the likelihood is over
+    8-bit pixels, active units and per-dimension KL, reconstruction MSE / PSNR / SSIM, and Frechet
+    distance / precision / recall of samples in the feature space of a small classifier trained once
+    on the dataset (cached). Writes report.json and report.md into the run directory (or the
+    saved-model directory, or --out) and prints the table.
+    """
     from vaelab.data import load_dataset
-    from vaelab.data.config import DataConfig
-    from vaelab.evaluation.report import EvaluationOptions, evaluate_model, in_memory, write_report
+    from vaelab.evaluation import EvaluationOptions, evaluate_model, in_memory, write_report
     from vaelab.evaluation.tables import render_report
 
-    if args.iw_samples < 1:
-        raise ValueError(f"--iw-samples must be at least 1; got {args.iw_samples}")
-    if args.n_samples < 4:
-        raise ValueError(f"--n-samples must be at least 4; got {args.n_samples}")
-    model = load_model(args)
-    data_cfg = DataConfig.model_validate({**saved_data_config(args.model), **data_overrides(args)})
+    for value, minimum, option in (
+        (args.iw_samples, 1, "--iw-samples"),
+        (args.n_samples, 4, "--n-samples"),
+        (args.subset, 1, "--subset"),
+        (args.batch_size, 1, "--batch-size"),
+    ):
+        check_at_least(value, minimum, option)
+    if args.inception_weights and not Path(args.inception_weights).is_file():
+        raise MissingFileError(f"--inception-weights {args.inception_weights} does not exist")
     progress = not args.no_progress
-    dataset = in_memory(load_dataset(data_cfg, args.split, progress=progress))
+    model, dataset = load_model_and_data(args, args.split, progress)
+    if not args.no_sample_quality and len(dataset) < 4:  # the k-NN radii of precision / recall need k + 1
+        raise DataError(
+            f"the {args.split} split of {dataset.name!r} holds {len(dataset)} image(s); sample quality "
+            "compares samples with at least 4 (or pass --no-sample-quality)"
+        )
+    data_cfg = model_data_config(args)
     train_set = feature_test = None
     if not args.no_sample_quality:
         # The feature classifier learns from (at most 60,000 of) the training images.
@@ -142,7 +136,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     report["model"] = str(args.model)
     out = Path(args.out) if args.out else _output_dir(args.model)
-    json_path, md_path = write_report(report, out)
+    with writing("--out" if args.out else "MODEL", out):
+        json_path, md_path = write_report(report, out)
     print(render_report(report), end="")
     sys.stdout.flush()
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
@@ -150,6 +145,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    """Side-by-side table of evaluation reports.
+
+    Read report.json of each run (run directories, report directories or report.json files), print
+    the reports side by side as Markdown and write it with its JSON.
+    """
     from vaelab.evaluation.report import load_report
     from vaelab.evaluation.tables import comparison_json, render_comparison
     from vaelab.io.atomic import atomic_write_text
@@ -158,9 +158,10 @@ def run_compare(args: argparse.Namespace) -> int:
     names = [_short_name(r) for r in args.runs]
     table = render_comparison(reports, names)
     out = Path(args.out)
-    atomic_write_text(out, table)
     json_out = out.with_suffix(".json")
-    atomic_write_text(json_out, json.dumps(comparison_json(reports, names), indent=2) + "\n")
+    with writing("--out", out):
+        atomic_write_text(out, table)
+        atomic_write_text(json_out, json.dumps(comparison_json(reports, names), indent=2) + "\n")
     print(table, end="")
     sys.stdout.flush()
     print(f"wrote {out} and {json_out}", file=sys.stderr)

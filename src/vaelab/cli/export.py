@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from vaelab.cli.common import add_model_command, require_extra, writing
+from vaelab.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export the encoder and decoder as ONNX graphs (checked against PyTorch)",
-        description="Write DIR/encoder.onnx (x -> mean, std of q(z|x)), DIR/decoder.onnx (z -> image in "
-        "[0, 1]) and DIR/export.json. Both graphs are then run with onnxruntime and compared with "
-        "PyTorch; the command fails (exit 1) if any output differs by more than --atol. Needs the "
-        "'export' extra: pip install 'vaelab[export]'.",
-    )
-    p.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
+    p = add_model_command(sub, "export", run, data=False, split=False, device=False)
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (only onnx today)")
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write the graphs into")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
@@ -23,25 +19,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--atol", type=float, default=None, help="largest allowed |ONNX - PyTorch| per output (default 1e-4)"
     )
     p.add_argument("--force", action="store_true", help="overwrite graphs already in DIR")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import onnx  # noqa: F401  (the exporter and the check need all three)
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError(
-            f"ONNX export needs the 'export' extra (pip install 'vaelab[export]'): {exc}"
-        ) from None
+    """Export the encoder and decoder as ONNX graphs (checked against PyTorch).
+
+    Write DIR/encoder.onnx (x -> mean, std of q(z|x)), DIR/decoder.onnx (z -> image in [0, 1]) and
+    DIR/export.json. Both graphs are then run with onnxruntime and compared with PyTorch; the command
+    fails (exit 1) if any output differs by more than --atol. Needs the 'export' extra: pip install
+    'vaelab[export]'.
+    """
+    require_extra("export", "ONNX export", "onnx", "onnxruntime", "onnxscript")
     from vaelab.export import DEFAULT_ATOL, ExportCheckError, export_onnx
     from vaelab.models import VAE
 
     atol = DEFAULT_ATOL if args.atol is None else args.atol
     if not atol > 0:
-        raise ValueError(f"--atol must be positive, got {args.atol}")
+        raise UsageError(f"--atol must be positive, got {args.atol}")
     model = VAE.from_pretrained(args.model, device="cpu")
+    with writing("--out", args.out):
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         report = export_onnx(model, args.out, opset=args.opset, atol=atol, overwrite=args.force)
     except ExportCheckError as exc:

@@ -9,22 +9,18 @@ from pathlib import Path
 import torch
 
 from vaelab.cli.common import (
-    add_data_options,
-    add_device_option,
-    data_overrides,
+    add_model_command,
+    check_at_least,
+    check_suffix,
     load_model,
-    saved_data_config,
+    load_model_and_data,
+    writing,
 )
+from vaelab.errors import DataError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sample",
-        help="draw new images from a trained model",
-        description="Sample z from the prior, decode, and write the images as an .npz (key 'images', uint8, "
-        "N x H x W x C) and optionally a PNG grid.",
-    )
-    p.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
+    p = add_model_command(sub, "sample", run_sample, data=False, split=False)
     p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     p.add_argument(
         "--temperature",
@@ -50,23 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="model",
         help="model: the model's own prior (default); gmm: the mixture 'vaelab fit-prior' saved beside it",
     )
-    add_device_option(p)
-    p.set_defaults(func=run_sample)
 
-    r = sub.add_parser(
-        "reconstruct",
-        help="encode and decode dataset images; write inputs beside reconstructions",
-        description="Reconstruct images of a dataset split: a PNG grid with rows of inputs over rows of "
-        "reconstructions.",
-    )
-    r.add_argument("model", metavar="MODEL", help="a run directory or a saved-model directory")
-    add_data_options(r, "the dataset the model was trained on")
-    r.add_argument("--split", choices=["train", "test"], default="test", help="which split (default test)")
+    r = add_model_command(sub, "reconstruct", run_reconstruct)
     r.add_argument("-n", type=int, default=32, help="number of images (default 32)")
     r.add_argument("--seed", type=int, default=0, help="seed for choosing the images (default 0)")
     r.add_argument("--grid", required=True, metavar="FILE.png", help="where to write the comparison grid")
-    add_device_option(r)
-    r.set_defaults(func=run_reconstruct)
 
 
 def temperatures(text: str) -> list[float]:
@@ -81,11 +65,16 @@ def temperatures(text: str) -> list[float]:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    """Draw new images from a trained model.
+
+    Sample z from the prior, decode, and write the images as an .npz (key 'images', uint8,
+    N x H x W x C) and optionally a PNG grid.
+    """
     from vaelab.generation import sample, save_samples_npz
     from vaelab.io.images import save_grid
 
-    if not args.out.endswith(".npz"):
-        raise ValueError(f"--out must name a .npz file, got {args.out}")
+    check_suffix(args.out, (".npz",), "--out")
+    check_at_least(args.n, 1, "-n")
     model = load_model(args)
     temp = args.temperature[0] if len(args.temperature) == 1 else args.temperature
     labels = None
@@ -100,35 +89,39 @@ def run_sample(args: argparse.Namespace) -> int:
 
         prior = load_gmm_prior(args.model, model.latent_dim)
     images = sample(model, args.n, temperature=temp, seed=args.seed, labels=labels, prior=prior)
-    save_samples_npz(args.out, images, labels)
+    with writing("--out", args.out):
+        save_samples_npz(args.out, images, labels)
     print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)
     if args.grid:
         per_class = args.n // len(classes) if labels is not None and args.n % len(classes) == 0 else None
-        save_grid(images, args.grid, nrow=per_class)
+        with writing("--grid", args.grid):
+            save_grid(images, args.grid, nrow=per_class)
         print(f"wrote grid {args.grid}", file=sys.stderr)
     return 0
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from vaelab.data import load_dataset, to_float
-    from vaelab.data.config import DataConfig
+    """Encode and decode dataset images; write inputs beside reconstructions.
+
+    Reconstruct images of a dataset split: a PNG grid with rows of inputs over rows of
+    reconstructions.
+    """
+    from vaelab.data import to_float
     from vaelab.generation import reconstruct
     from vaelab.io.images import interleave_rows, save_grid
 
-    model = load_model(args)
-    data_cfg = DataConfig.model_validate({**saved_data_config(args.model), **data_overrides(args)})
-    dataset = load_dataset(data_cfg, args.split)
-    if dataset.image_shape != model.image_shape:
-        raise ValueError(
-            f"dataset images are {dataset.image_shape} but the model expects {model.image_shape}"
-        )
+    check_at_least(args.n, 1, "-n")
+    model, dataset = load_model_and_data(args, args.split, progress=True)
+    if model.num_classes and dataset.labels is None:
+        raise DataError(f"the model is conditional on class labels, but dataset {dataset.name!r} has none")
     n = min(args.n, len(dataset))
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))[:n]
     inputs = to_float(dataset.images[idx], "none")
-    labels = dataset.labels[idx] if model.num_classes and dataset.labels is not None else None
+    labels = dataset.labels[idx] if model.num_classes else None
     recons = reconstruct(model, inputs, labels=labels)
     pairs, per_row = interleave_rows(inputs, recons, 8)
-    save_grid(pairs, args.grid, nrow=per_row)
+    with writing("--grid", args.grid):
+        save_grid(pairs, args.grid, nrow=per_row)
     mse = float(((recons - inputs) ** 2).mean())
     print(
         f"wrote {Path(args.grid)} ({n} inputs over their reconstructions; pixel MSE {mse:.4f})",

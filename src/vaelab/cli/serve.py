@@ -6,18 +6,12 @@ import argparse
 import ipaddress
 import sys
 
-from vaelab.cli.common import add_device_option
+from vaelab.cli.common import add_command, add_device_option, require_extra
+from vaelab.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="explore trained models in a local web app (with a REST API)",
-        description="Serve a latent-space explorer for one or more models: samples, reconstructions of "
-        "drawn or uploaded images, interpolations, latent sliders, a PCA map of test encodings, configs "
-        "and training curves, side by side. The REST API is documented at /docs. Works offline. Needs "
-        "the 'serve' extra: pip install 'vaelab[serve]'.",
-    )
+    p = add_command(sub, "serve", run)
     p.add_argument("models", nargs="+", metavar="MODEL", help="run directories or saved-model directories")
     p.add_argument(
         "--host",
@@ -27,7 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_device_option(p, default="cpu")
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
-    p.set_defaults(func=run)
 
 
 def is_loopback(host: str) -> bool:
@@ -41,18 +34,21 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    """Explore trained models in a local web app (with a REST API).
 
-        from vaelab.serve import create_app_from_paths
-    except ImportError as exc:
-        raise RuntimeError(
-            f"vaelab serve needs the 'serve' extra (pip install 'vaelab[serve]'): {exc}"
-        ) from None
+    Serve a latent-space explorer for one or more models: samples, reconstructions of drawn or
+    uploaded images, interpolations, latent sliders, a PCA map of test encodings, configs and training
+    curves, side by side. The REST API is documented at /docs. Works offline. Needs the 'serve' extra:
+    pip install 'vaelab[serve]'.
+    """
+    require_extra("serve", "vaelab serve", "fastapi", "fastapi_offline", "uvicorn")
+    import uvicorn
+
     from vaelab.runtime import resolve_device
+    from vaelab.serve import create_app_from_paths
 
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
     if not is_loopback(args.host):
         print(
             f"vaelab serve: warning: binding {args.host} makes the API reachable from other machines; it "

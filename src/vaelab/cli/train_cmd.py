@@ -7,19 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from vaelab.cli.common import add_data_options, add_device_option, data_overrides
+from vaelab.cli.common import add_command, add_data_options, add_device_option, data_overrides
 from vaelab.config import read_yaml, resolve_config
+from vaelab.errors import CheckpointError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a VAE",
-        description="Train a VAE. Settings come from --config (YAML, see configs/), then the flags below, "
-        "then --set overrides. The run directory receives the resolved config, metrics (JSONL and "
-        "TensorBoard), sample and reconstruction grids per epoch, a loss curve, a checkpoint and the "
-        "saved model (RUN_DIR/model).",
-    )
+    p = add_command(sub, "train", run)
     p.add_argument(
         "--config", metavar="FILE", help="YAML config (e.g. configs/seed.yaml); default: built-in defaults"
     )
@@ -44,17 +38,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train a VAE.
+
+    Settings come from --config (YAML, see configs/), then the flags below, then --set overrides. The
+    run directory receives the resolved config, metrics (JSONL and TensorBoard), sample and
+    reconstruction grids per epoch, a loss curve, a checkpoint and the saved model (RUN_DIR/model).
+    """
     from vaelab.training.signals import TrainingInterrupted
     from vaelab.training.trainer import train
 
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"{run_dir} is not a vaelab run directory (no config.yaml)")
+            raise CheckpointError(f"--resume {run_dir} is not a vaelab run directory (no config.yaml)")
         data = read_yaml(run_dir / "config.yaml")
     else:
         data = read_yaml(args.config) if args.config else {}
