@@ -25,7 +25,7 @@ from vaelab.models import saving
 from vaelab.models.config import ModelConfig
 from vaelab.models.outputs import Encoding, VAEOutput
 from vaelab.models.parts.conditioning import Unconditional
-from vaelab.models.parts.decoders import DecoderOutput
+from vaelab.models.parts.decoders import DecoderOutput, Draw
 from vaelab.models.parts.posteriors import factorwise_kl, layer_kl
 from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 from vaelab.models.saving import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, resolve_model_dir
@@ -112,16 +112,16 @@ class VAE(nn.Module):
         features = features if self.decoder.num_latent_layers else None
         return Encoding(self.posterior(params.float()), features, labels)
 
-    def _decode(self, z: torch.Tensor, labels: Labels, features: Any = None, **draw: Any) -> DecoderOutput:
+    def _decode(self, z: torch.Tensor, labels: Labels, features: Any, draw: Draw) -> DecoderOutput:
         """The top-down pass from top latents ``z`` (labels already checked); parameters in fp32."""
-        out = self.decoder.top_down(self.condition.decoder_input(z, labels), features, **draw)
+        out = self.decoder.top_down(self.condition.decoder_input(z, labels), features, draw)
         out.params = out.params.float()
         return out
 
     def _mean_path(self, z: torch.Tensor, labels: Labels) -> torch.Tensor:
         """Likelihood parameters for top latents ``z``, every lower layer at its prior mean."""
         labels = self.condition.check(labels, len(z), "latents")
-        return self._decode(z, labels, temperatures=[0.0] * self.decoder.num_latent_layers).params
+        return self._decode(z, labels, None, Draw([0.0] * self.decoder.num_latent_layers)).params
 
     def forward(self, x: torch.Tensor, labels: Labels = None, iw_samples: int | None = None) -> VAEOutput:
         """Encode, draw every layer reparameterised (gradients reach the encoder), decode. A
@@ -138,7 +138,7 @@ class VAE(nn.Module):
         z = q.rsample((k,)) if sampled else q.rsample()  # (B, D) or (k, B, D)
         top = layer_kl(q, self.prior(), z, sampled=sampled)
         dec = self._decode(
-            z.reshape(-1, z.shape[-1]), _tile(enc.labels, k), _tile(enc.features, k), sampled_kl=sampled
+            z.reshape(-1, z.shape[-1]), _tile(enc.labels, k), _tile(enc.features, k), Draw(sampled_kl=sampled)
         )
         lead = z.shape[:-1]
         log_px_z = self.likelihood(dec.params).log_prob(_tile(x, k)).view(lead)
@@ -221,14 +221,14 @@ class VAE(nn.Module):
         temperatures after the first (the first is the top latent's, already drawn)."""
         temps = self.layer_temperatures(temperature)
         labels = self.condition.check(labels, len(z), "latents")
-        out = self._decode(z, labels, temperatures=temps[1:], generator=generator)
+        out = self._decode(z, labels, None, Draw(temps[1:], generator))
         return self.likelihood.mean(out.params)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: Labels = None) -> torch.Tensor:
         """Decode the posterior mean of each image (every layer's, for a hierarchical model)."""
         enc = self.encode_layers(x, labels)
-        out = self._decode(enc.posterior.mean, enc.labels, enc.features, use_mean=True)
+        out = self._decode(enc.posterior.mean, enc.labels, enc.features, Draw(use_mean=True))
         return self.likelihood.mean(out.params)
 
     # --- saving and loading (vaelab.models.saving) -------------------------------------------------

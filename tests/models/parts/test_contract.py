@@ -16,6 +16,7 @@ from torch.distributions import Independent, Normal
 
 from vaelab.errors import UsageError
 from vaelab.models.parts.conditioning import Unconditional
+from vaelab.models.parts.decoders import Draw
 from vaelab.models.parts.posteriors import layer_kl
 from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 from vaelab.objectives import OBJECTIVES, ObjectiveConfig, build_objective
@@ -67,10 +68,9 @@ def test_decoder(name):
     n = decoder.num_latent_layers
     assert decoder.activation_elements >= 0
     # the mean path is forward; a seeded prior draw repeats
-    mean_path = decoder.top_down(z, temperatures=[0.0] * n)
+    mean_path = decoder.top_down(z, draw=Draw([0.0] * n))
     torch.testing.assert_close(mean_path.params, params, rtol=0, atol=0)
-    draws = [decoder.top_down(z, temperatures=[1.0] * n, generator=torch.Generator().manual_seed(1))]
-    draws.append(decoder.top_down(z, temperatures=[1.0] * n, generator=torch.Generator().manual_seed(1)))
+    draws = [decoder.top_down(z, draw=Draw([1.0] * n, torch.Generator().manual_seed(1))) for _ in "ab"]
     torch.testing.assert_close(draws[0].params, draws[1].params, rtol=0, atol=0)
     # the posterior pass: one KL per lower layer, closed form >= 0, or the log-ratio at the draw
     out = decoder.top_down(z, features)
@@ -80,7 +80,7 @@ def test_decoder(name):
         if layer.per_dim is not None:
             assert (layer.per_dim >= -1e-6).all()
             torch.testing.assert_close(layer.per_dim.flatten(1).sum(1), layer.kl)
-    sampled = decoder.top_down(z, features, sampled_kl=True)
+    sampled = decoder.top_down(z, features, Draw(sampled_kl=True))
     assert all(layer.per_dim is None and torch.isfinite(layer.kl).all() for layer in sampled.layers)
     loss = out.params.square().mean() + sum((layer.kl.sum() for layer in out.layers), torch.tensor(0.0))
     loss.backward()

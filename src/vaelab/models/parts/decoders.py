@@ -16,6 +16,7 @@ from torch import nn
 from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
 from vaelab.models.parts.layers import (
     Conv2d,
+    Shape,
     Upsample,
     activation,
     conv_stack,
@@ -26,8 +27,22 @@ from vaelab.models.parts.layers import (
 )
 from vaelab.models.parts.posteriors import LayerKL
 
-Shape = tuple[int, int, int]  # (channels, height, width)
 Widths = dict[int, int] | None  # an encoder's feature widths by side (see EncoderPart), if it has any
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How a top-down pass draws the stochastic layers below the top latent."""
+
+    # Without encoder features each layer comes from its prior, its standard deviation scaled by its
+    # temperature (one per lower layer, top first; 0: the prior mean; None: all 1), noise from ``generator``.
+    temperatures: Sequence[float] | None = None
+    generator: torch.Generator | None = None
+    use_mean: bool = False  # with features: each layer's posterior mean instead of a sample
+    sampled_kl: bool = False  # each layer's KL as log q - log p at the draw, as importance weights need
+
+
+POSTERIOR_SAMPLE = Draw()
 
 
 @dataclass
@@ -55,19 +70,11 @@ class DecoderPart(nn.Module):
         encoder (``config`` and ``encoder_config``: the two parts' configs); any encoder suits most."""
 
     def top_down(
-        self,
-        z: torch.Tensor,
-        features: dict[int, torch.Tensor] | None = None,
-        *,
-        temperatures: Sequence[float] | None = None,
-        generator: torch.Generator | None = None,
-        use_mean: bool = False,
-        sampled_kl: bool = False,
+        self, z: torch.Tensor, features: dict[int, torch.Tensor] | None = None, draw: Draw = POSTERIOR_SAMPLE
     ) -> DecoderOutput:
-        """Parameters for top latents ``z`` (B, latent_dim). A decoder with lower layers draws each from
-        its posterior given the encoder's ``features`` (its mean if ``use_mean``) or, without features,
-        from its prior at ``temperatures`` (one per lower layer; 0: the prior mean), and gives each
-        layer's KL (closed form, or the log-ratio at the draw when ``sampled_kl``)."""
+        """Parameters for top latents ``z`` (B, latent_dim). A decoder with lower layers draws each as
+        ``draw`` says, from its posterior given the encoder's ``features`` or, without them, from its
+        prior, and gives each layer's KL (closed form, or the log-ratio at the draw)."""
         return DecoderOutput(self(z))
 
 

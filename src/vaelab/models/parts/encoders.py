@@ -8,6 +8,7 @@ from torch import nn
 from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
 from vaelab.models.parts.layers import (
     Conv2d,
+    Shape,
     activation,
     conv_stack,
     halved_sides,
@@ -33,9 +34,7 @@ class EncoderPart(nn.Module):
 class MLPEncoder(EncoderPart):
     """The seed article's encoder: the flattened image through fully connected layers."""
 
-    def __init__(
-        self, config: MLPEncoderConfig, image_shape: tuple[int, int, int], out_features: int
-    ) -> None:
+    def __init__(self, config: MLPEncoderConfig, image_shape: Shape, out_features: int) -> None:
         super().__init__()
         c, h, w = image_shape
         self.net = mlp(c * h * w, config.hidden_dims, out_features, config.activation)
@@ -47,9 +46,7 @@ class MLPEncoder(EncoderPart):
 class ConvEncoder(EncoderPart):
     """Strided convolutions halve the side at each layer, then one hidden linear layer."""
 
-    def __init__(
-        self, config: ConvEncoderConfig, image_shape: tuple[int, int, int], out_features: int
-    ) -> None:
+    def __init__(self, config: ConvEncoderConfig, image_shape: Shape, out_features: int) -> None:
         super().__init__()
         self.to_patches = to_patches(config.patch)
         c, h, w = patched_shape(image_shape, config.patch, "conv encoder")

@@ -20,7 +20,6 @@ sqrt(1 / number of blocks), so a deep stack starts close to the identity.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,8 +28,8 @@ from torch.distributions import Independent
 
 from vaelab.errors import ConfigError, UsageError
 from vaelab.models.config import LadderDecoderConfig
-from vaelab.models.parts.decoders import DecoderOutput, DecoderPart, Shape, Widths
-from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches
+from vaelab.models.parts.decoders import POSTERIOR_SAMPLE, DecoderOutput, DecoderPart, Draw, Widths
+from vaelab.models.parts.layers import Conv2d, Shape, Upsample, activation, from_patches
 from vaelab.models.parts.posteriors import LayerKL, diagonal_gaussian, layer_kl
 from vaelab.models.parts.resnet import ResBlock, res_stage, up_sides
 
@@ -74,9 +73,7 @@ class LatentLayer(nn.Module):
         h: torch.Tensor,
         feature: torch.Tensor | None,
         temperature: float,
-        generator: torch.Generator | None,
-        use_mean: bool,
-        sampled_kl: bool,
+        draw: Draw,
     ) -> tuple[torch.Tensor, LayerKL]:
         """(new h, this layer's KL). Without ``feature``: z from the prior with its standard deviation
         scaled by ``temperature`` (0: the prior mean), and a KL of zero."""
@@ -87,14 +84,14 @@ class LatentLayer(nn.Module):
         if feature is None:
             z = prior.mean
             if temperature != 0:
-                device = generator.device if generator is not None else z.device
-                eps = torch.randn(z.shape, generator=generator, device=device).to(z.device)
+                device = draw.generator.device if draw.generator is not None else z.device
+                eps = torch.randn(z.shape, generator=draw.generator, device=device).to(z.device)
                 z = z + temperature * prior.stddev * eps
             kl = LayerKL(torch.zeros(z.shape[0], device=z.device))
         else:
             q = self._gaussian(self.posterior_net(torch.cat([h, feature.to(h.dtype)], dim=1)))
-            z = q.mean if use_mean else q.rsample()
-            kl = layer_kl(q, prior, z, sampled=sampled_kl)
+            z = q.mean if draw.use_mean else q.rsample()
+            kl = layer_kl(q, prior, z, sampled=draw.sampled_kl)
         h = self.block(h + self.z_proj(z.to(h.dtype)))
         return h, kl
 
@@ -161,17 +158,11 @@ class LadderDecoder(DecoderPart):
             )
 
     def top_down(
-        self,
-        z: torch.Tensor,
-        features: dict[int, torch.Tensor] | None = None,
-        *,
-        temperatures: Sequence[float] | None = None,
-        generator: torch.Generator | None = None,
-        use_mean: bool = False,
-        sampled_kl: bool = False,
+        self, z: torch.Tensor, features: dict[int, torch.Tensor] | None = None, draw: Draw = POSTERIOR_SAMPLE
     ) -> DecoderOutput:
-        """The full pass (see ``DecoderPart.top_down``); temperatures default to 1."""
-        temps = list(temperatures) if temperatures is not None else [1.0] * self.num_latent_layers
+        """The full pass (see ``DecoderPart.top_down``)."""
+        n = self.num_latent_layers
+        temps = list(draw.temperatures) if draw.temperatures is not None else [1.0] * n
         if len(temps) != self.num_latent_layers:
             raise UsageError(
                 f"expected {self.num_latent_layers} temperatures (one per lower layer), got {len(temps)}"
@@ -182,7 +173,7 @@ class LadderDecoder(DecoderPart):
             h = self.blocks[i](h)
             feature = features[side] if features is not None else None
             for latent in self.latents[i]:
-                h, kl = latent(h, feature, temps[len(layers)], generator, use_mean, sampled_kl)
+                h, kl = latent(h, feature, temps[len(layers)], draw)
                 layers.append(kl)
             if i < len(self.ups):
                 h = self.ups[i](h)
@@ -190,4 +181,4 @@ class LadderDecoder(DecoderPart):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters along the mean path (every lower layer at its prior mean)."""
-        return self.top_down(z, temperatures=[0.0] * self.num_latent_layers).params
+        return self.top_down(z, draw=Draw([0.0] * self.num_latent_layers)).params

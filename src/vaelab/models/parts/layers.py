@@ -8,6 +8,8 @@ from torch import nn
 
 from vaelab.errors import ConfigError
 
+Shape = tuple[int, int, int]  # (channels, height, width) of an image or a part's output
+
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,

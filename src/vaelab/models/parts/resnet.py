@@ -17,9 +17,17 @@ from torch import nn
 
 from vaelab.errors import ConfigError
 from vaelab.models.config import LadderDecoderConfig, ResNetDecoderConfig, ResNetEncoderConfig
-from vaelab.models.parts.decoders import DecoderPart, Shape, Widths
+from vaelab.models.parts.decoders import DecoderPart, Widths
 from vaelab.models.parts.encoders import EncoderPart
-from vaelab.models.parts.layers import Conv2d, Upsample, activation, from_patches, patched_shape, to_patches
+from vaelab.models.parts.layers import (
+    Conv2d,
+    Shape,
+    Upsample,
+    activation,
+    from_patches,
+    patched_shape,
+    to_patches,
+)
 
 
 def stage_sides(side: int, stages: int, what: str) -> list[int]:
@@ -95,9 +103,7 @@ class ResNetEncoder(EncoderPart):
     features (lowest resolution first) beside the posterior parameters.
     """
 
-    def __init__(
-        self, config: ResNetEncoderConfig, image_shape: tuple[int, int, int], out_features: int
-    ) -> None:
+    def __init__(self, config: ResNetEncoderConfig, image_shape: Shape, out_features: int) -> None:
         super().__init__()
         self.to_patches = to_patches(config.patch)
         c, h, w = patched_shape(image_shape, config.patch, "resnet encoder")
