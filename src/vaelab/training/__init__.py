@@ -1,7 +1,8 @@
 """Training: the loop, its config and checkpoints.
 
-``train`` and friends are imported lazily: ``vaelab.config`` needs ``TrainConfig`` from this package
-while the loop itself needs ``vaelab.config``, and lazy loading keeps that from becoming a cycle.
+``train`` and friends are imported when first used: the loop pulls in evaluation, plotting and
+TensorBoard, which ``from vaelab.config import load_config`` (the run config lives in this package)
+and the CLI's start-up should not pay for.
 """
 
 from __future__ import annotations
