@@ -1,8 +1,8 @@
 """The named outputs of a VAE's passes (small dataclasses, as diffusers' ``AutoencoderKLOutput``).
 
 ``Encoding`` is the bottom-up pass, ``VAEOutput`` the whole forward pass with the ELBO's terms; the
-decoder's top-down pass gives ``parts.decoders.DecoderOutput`` and each stochastic layer a
-``parts.posteriors.LayerKL``.
+decoder's top-down pass gives ``parts.base.DecoderOutput`` and each stochastic layer a
+``parts.kl.LayerKL``.
 """
 
 from __future__ import annotations

@@ -9,19 +9,20 @@ from __future__ import annotations
 from torch import nn
 
 from vaelab.models.parts.autoregressive import PixelCNNLikelihood
+from vaelab.models.parts.base import DecoderPart, EncoderPart, LikelihoodPart, PriorPart
 from vaelab.models.parts.conditioning import LabelConditioning
-from vaelab.models.parts.decoders import ConvDecoder, DecoderPart, MLPDecoder
+from vaelab.models.parts.decoders import ConvDecoder, MLPDecoder
 from vaelab.models.parts.discretized import DiscretizedGaussianLikelihood
-from vaelab.models.parts.encoders import ConvEncoder, EncoderPart, MLPEncoder
+from vaelab.models.parts.encoders import ConvEncoder, MLPEncoder
 from vaelab.models.parts.ladder import LadderDecoder
-from vaelab.models.parts.likelihoods import BernoulliLikelihood, GaussianLikelihood, LikelihoodPart
+from vaelab.models.parts.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from vaelab.models.parts.logistic import LogisticMixtureLikelihood
 from vaelab.models.parts.posteriors import GaussianPosterior
-from vaelab.models.parts.priors import PriorPart, StandardNormalPrior, VampPrior
+from vaelab.models.parts.priors import StandardNormalPrior, VampPrior
 from vaelab.models.parts.resnet import ResNetDecoder, ResNetEncoder
 
-# Each kind's base class (EncoderPart, DecoderPart, PriorPart, LikelihoodPart) says what the VAE asks
-# of its parts; a decoder with stochastic layers of its own (ladder) reads the encoder's features.
+# Each kind's base class (parts/base.py) says what the VAE asks of its parts; a decoder with
+# stochastic layers of its own (ladder) reads the encoder's features.
 ENCODERS: dict[str, type[EncoderPart]] = {"mlp": MLPEncoder, "conv": ConvEncoder, "resnet": ResNetEncoder}
 DECODERS: dict[str, type[DecoderPart]] = {
     "mlp": MLPDecoder,

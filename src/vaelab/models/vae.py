@@ -5,7 +5,7 @@ pass gives q(z_1|x) and its features; the decoder's top-down pass gives, for eac
 q(z_l|z_<l, x) and p(z_l|z_<l), then the likelihood's parameters. A flat VAE is the case L = 1: a
 decoder without lower layers. ``forward`` draws every layer with the reparameterisation trick and
 returns the ELBO's terms per image, E_q[log p(x|z)] - sum_l KL_l, in nats; each layer's KL comes from
-``layer_kl`` (``parts/posteriors.py``). Reconstruction, sampling, importance weights and export all go
+``layer_kl`` (``parts/kl.py``). Reconstruction, sampling, importance weights and export all go
 through the methods below, so the trainer, the evaluation, the CLI and the server cannot disagree.
 """
 
@@ -24,9 +24,9 @@ from vaelab.errors import ConfigError, ModelLoadError, UsageError
 from vaelab.models import saving
 from vaelab.models.config import ModelConfig
 from vaelab.models.outputs import Encoding, VAEOutput
+from vaelab.models.parts.base import DecoderOutput, Draw
 from vaelab.models.parts.conditioning import Unconditional
-from vaelab.models.parts.decoders import DecoderOutput, Draw
-from vaelab.models.parts.posteriors import factorwise_kl, layer_kl
+from vaelab.models.parts.kl import factorwise_kl, layer_kl
 from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 from vaelab.models.saving import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, resolve_model_dir
 

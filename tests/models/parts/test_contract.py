@@ -15,9 +15,9 @@ from tests.models.tiny import likelihood_channels, model_config, part, tiny_vae
 from torch.distributions import Independent, Normal
 
 from vaelab.errors import UsageError
+from vaelab.models.parts.base import Draw
 from vaelab.models.parts.conditioning import Unconditional
-from vaelab.models.parts.decoders import Draw
-from vaelab.models.parts.posteriors import layer_kl
+from vaelab.models.parts.kl import layer_kl
 from vaelab.models.registry import CONDITIONS, DECODERS, ENCODERS, LIKELIHOODS, POSTERIORS, PRIORS
 from vaelab.objectives import OBJECTIVES, ObjectiveConfig, build_objective
 

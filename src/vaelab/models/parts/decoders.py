@@ -1,19 +1,16 @@
 """Decoder parts: latents (B, latent_dim) -> likelihood parameters (B, out_channels, H, W).
 
 A flat decoder is a hierarchical one without stochastic layers below the top latent: every decoder
-answers ``top_down`` (the one call the VAE makes), which here is ``forward`` with no layer KLs.
+answers ``top_down`` (``parts/base.py``), which for these is ``forward`` with no layer KLs.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
 from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
+from vaelab.models.parts.base import DecoderPart, Widths
 from vaelab.models.parts.layers import (
     Conv2d,
     Shape,
@@ -25,57 +22,6 @@ from vaelab.models.parts.layers import (
     mlp,
     patched_shape,
 )
-from vaelab.models.parts.posteriors import LayerKL
-
-Widths = dict[int, int] | None  # an encoder's feature widths by side (see EncoderPart), if it has any
-
-
-@dataclass(frozen=True)
-class Draw:
-    """How a top-down pass draws the stochastic layers below the top latent."""
-
-    # Without encoder features each layer comes from its prior, its standard deviation scaled by its
-    # temperature (one per lower layer, top first; 0: the prior mean; None: all 1), noise from ``generator``.
-    temperatures: Sequence[float] | None = None
-    generator: torch.Generator | None = None
-    use_mean: bool = False  # with features: each layer's posterior mean instead of a sample
-    sampled_kl: bool = False  # each layer's KL as log q - log p at the draw, as importance weights need
-
-
-POSTERIOR_SAMPLE = Draw()
-
-
-@dataclass
-class DecoderOutput:
-    """One decoder pass: the likelihood's parameters, and the KL of each stochastic layer below the top
-    latent, top first (none for a flat decoder; zeros where the layers were drawn from their priors)."""
-
-    params: torch.Tensor
-    layers: list[LayerKL] = field(default_factory=list)
-
-
-class DecoderPart(nn.Module):
-    """What the VAE asks of a decoder, built as ``Decoder(config, latent_dim, out_shape,
-    feature_channels)`` (``feature_channels``: the encoder's widths by side, which only a decoder with
-    stochastic layers reads). ``forward(z)`` gives the likelihood's parameters along the mean path (every
-    lower layer at its prior mean), so any decoder stands where a plain one does (ONNX export);
-    ``top_down`` is the full pass."""
-
-    num_latent_layers: int = 0  # stochastic layers below the top latent
-    activation_elements: int = 0  # largest activation per image, when above the output's size
-
-    @classmethod
-    def check_encoder(cls, config: Any, encoder_config: Any, feature_channels: Widths) -> None:
-        """Raise a ConfigError, before anything is built, when this decoder cannot work with the
-        encoder (``config`` and ``encoder_config``: the two parts' configs); any encoder suits most."""
-
-    def top_down(
-        self, z: torch.Tensor, features: dict[int, torch.Tensor] | None = None, draw: Draw = POSTERIOR_SAMPLE
-    ) -> DecoderOutput:
-        """Parameters for top latents ``z`` (B, latent_dim). A decoder with lower layers draws each as
-        ``draw`` says, from its posterior given the encoder's ``features`` or, without them, from its
-        prior, and gives each layer's KL (closed form, or the log-ratio at the draw)."""
-        return DecoderOutput(self(z))
 
 
 class MLPDecoder(DecoderPart):

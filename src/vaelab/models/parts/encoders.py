@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
+from vaelab.models.parts.base import EncoderPart
 from vaelab.models.parts.layers import (
     Conv2d,
     Shape,
@@ -16,19 +17,6 @@ from vaelab.models.parts.layers import (
     patched_shape,
     to_patches,
 )
-
-
-class EncoderPart(nn.Module):
-    """What the VAE asks of an encoder, built as ``Encoder(config, image_shape, out_features)``:
-    ``forward(x)`` gives the top posterior's parameters; ``forward_features(x)`` gives them with the
-    encoder's multi-scale features, {side: (B, width, side, side')}, which the posteriors of a
-    hierarchical decoder read (None for an encoder without such stages; ``feature_channels`` says
-    their widths by side, or is None)."""
-
-    feature_channels: dict[int, int] | None = None
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor] | None]:
-        return self(x), None
 
 
 class MLPEncoder(EncoderPart):

@@ -28,9 +28,9 @@ from torch.distributions import Independent
 
 from vaelab.errors import ConfigError, UsageError
 from vaelab.models.config import LadderDecoderConfig
-from vaelab.models.parts.decoders import POSTERIOR_SAMPLE, DecoderOutput, DecoderPart, Draw, Widths
+from vaelab.models.parts.base import POSTERIOR_SAMPLE, DecoderOutput, DecoderPart, Draw, Widths
+from vaelab.models.parts.kl import LayerKL, diagonal_gaussian, layer_kl
 from vaelab.models.parts.layers import Conv2d, Shape, Upsample, activation, from_patches
-from vaelab.models.parts.posteriors import LayerKL, diagonal_gaussian, layer_kl
 from vaelab.models.parts.resnet import ResBlock, res_stage, up_sides
 
 

@@ -8,7 +8,6 @@ number per image, in nats) and the image to show.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -16,31 +15,7 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal
 from torch.nn.functional import softplus
 
 from vaelab.models.config import BernoulliLikelihoodConfig, GaussianLikelihoodConfig
-
-
-class LikelihoodPart(nn.Module):
-    """What the VAE asks of a likelihood part.
-
-    ``param_channels``: decoder output channels for a whole image (the decoder's output is
-    (B, param_channels, H, W)). Parts that model each channel alike also say ``params_per_channel``
-    (param_channels = channels * params_per_channel); a part that couples the channels (the RGB logistic
-    mixture) has no such count. ``discrete``: ``log_prob`` is a normalised distribution over the 256 levels
-    of 8-bit pixels, so bits/dim is NLL / (D ln 2) with no bin-width offset; else it is a density over
-    [0, 1] (or a Bernoulli cross-entropy) and evaluation converts or declines.
-    """
-
-    discrete: ClassVar[bool] = False
-    # ``mean`` and ``sample`` decode one pixel at a time (an autoregressive part): the image is not
-    # one function of the decoder's output, so it cannot be exported as one graph.
-    sequential: ClassVar[bool] = False
-    param_channels: int
-
-    def forward(self, params: torch.Tensor) -> Distribution:
-        raise NotImplementedError
-
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """The image to show for these parameters, in [0, 1]."""
-        raise NotImplementedError
+from vaelab.models.parts.base import LikelihoodPart  # defined in parts/base.py; importable from here too
 
 
 def log1p_exp_neg(a: torch.Tensor) -> torch.Tensor:

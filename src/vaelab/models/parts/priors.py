@@ -11,27 +11,7 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 
 from vaelab.errors import ConfigError
 from vaelab.models.config import StandardNormalPriorConfig, VampPriorConfig
-
-
-class PriorPart(nn.Module):
-    """What the VAE asks of a prior: ``forward()`` gives p(z) (event shape (latent_dim,)) and ``sample``
-    draws latents at a temperature. Built as ``Prior(config, latent_dim, image_shape)``."""
-
-    latent_dim: int
-
-    def bind(self, encode: Callable[[torch.Tensor], Distribution], conditional: bool) -> None:
-        """Called once by the VAE's constructor with its q(z|x): a prior built from the encoder keeps
-        it; the others need nothing."""
-
-    def forward(self) -> Distribution:
-        raise NotImplementedError
-
-    def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Draw ``n`` latents (n, latent_dim); ``temperature`` scales the standard deviation
-        (T < 1: safer, less varied; T = 0: the mean)."""
-        raise NotImplementedError
+from vaelab.models.parts.base import PriorPart
 
 
 class StandardNormalPrior(PriorPart):

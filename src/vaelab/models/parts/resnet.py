@@ -17,8 +17,7 @@ from torch import nn
 
 from vaelab.errors import ConfigError
 from vaelab.models.config import LadderDecoderConfig, ResNetDecoderConfig, ResNetEncoderConfig
-from vaelab.models.parts.decoders import DecoderPart, Widths
-from vaelab.models.parts.encoders import EncoderPart
+from vaelab.models.parts.base import DecoderPart, EncoderPart, Widths
 from vaelab.models.parts.layers import (
     Conv2d,
     Shape,
