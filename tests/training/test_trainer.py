@@ -52,12 +52,12 @@ def test_the_logged_peak_is_the_best_measured_so_far(tiny_config, tmp_path, monk
     """A peak timed at a slow moment of a shared machine would overstate every later fraction of
     peak; long epochs measure it again and the log keeps the best."""
     import vaelab.perf
-    import vaelab.training.trainer as trainer
+    import vaelab.training.epoch_report as epoch_report
 
     later = iter([3e9, 1e9, 5e9])
     monkeypatch.setattr(vaelab.perf, "matmul_peak", lambda *a, **k: 2e9)  # the run's first measurement
-    monkeypatch.setattr(trainer, "matmul_peak", lambda *a, **k: next(later))
-    monkeypatch.setattr(trainer, "PEAK_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(epoch_report, "matmul_peak", lambda *a, **k: next(later))
+    monkeypatch.setattr(epoch_report, "PEAK_REFRESH_SECONDS", 0.0)
     result = train(tiny_config(3), tmp_path / "run", progress=False, log=False)
     assert [r["peak_gflop_per_s"] for r in result.history] == [3.0, 3.0, 5.0]
     for r in result.history:

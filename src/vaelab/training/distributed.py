@@ -84,6 +84,15 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
     return bool(t.item())
 
 
+def any_ranks(flags: list[bool], ctx: DistContext) -> list[bool]:
+    """:func:`any_rank` of several flags in one all-reduce (the same list for a single process)."""
+    if not ctx.distributed:
+        return list(flags)
+    t = torch.tensor([1.0 if flag else 0.0 for flag in flags])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
 def gather_objects(obj: object, ctx: DistContext) -> list[object]:
     """Every rank's ``obj`` in rank order (on every rank); ``[obj]`` for a single process."""
     if not ctx.distributed:

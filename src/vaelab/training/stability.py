@@ -18,16 +18,13 @@ import torch
 from torch import nn
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 
+from vaelab.errors import DivergedError
 from vaelab.training import distributed as D
 from vaelab.training.config import TrainConfig
 
 
 class PoisonedWeightsError(RuntimeError):
     """Weights hold NaN or infinity: refusing to write them (the previous checkpoint stays intact)."""
-
-
-class DivergedError(RuntimeError):
-    """Every update of a long stretch was skipped: the weights can no longer give a finite step."""
 
 
 class UpdateGuard:
@@ -50,13 +47,17 @@ class UpdateGuard:
         self.reset()
 
     def reset(self) -> None:
+        """Zero the epoch's counters (the run of skips in a row goes on across epochs)."""
         self.counts = dict.fromkeys(self.FIELDS, 0.0)
 
-    def state(self) -> list[float]:
-        return [self.counts[k] for k in self.FIELDS]
+    def state_dict(self) -> dict[str, float]:
+        """The counters and the current run of skips, for a checkpoint."""
+        return {**self.counts, "skips_in_a_row": float(self.skips_in_a_row)}
 
-    def load_state(self, values: list[float]) -> None:
-        self.counts = dict(zip(self.FIELDS, (float(v) for v in values), strict=True))
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore :meth:`state_dict`; a missing run of skips (older checkpoints) counts as none."""
+        self.counts = {k: float(state.get(k, 0.0)) for k in self.FIELDS}
+        self.skips_in_a_row = int(state.get("skips_in_a_row", 0))
 
     def allow(self, loss: torch.Tensor, ctx: D.DistContext) -> bool:
         """True to apply the update. Clips the gradients in place when the update goes ahead.
@@ -77,23 +78,35 @@ class UpdateGuard:
         return applied
 
     def _decide(self, loss: torch.Tensor, ctx: D.DistContext) -> bool:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        norm = float(get_total_norm(grads)) if grads else 0.0
-        bad = not (math.isfinite(norm) and bool(torch.isfinite(loss.detach()).all()))
-        if self.skip_nonfinite and D.any_rank(bad, ctx):
+        norm, loss_finite = self._norm_and_loss_finite(loss)
+        bad = not (math.isfinite(norm) and loss_finite)
+        large = bool(self.skip_threshold) and norm > self.skip_threshold
+        # The step's one host sync and (under torchrun) its one extra all-reduce: both flags at once.
+        bad_anywhere, large_anywhere = D.any_ranks([bad, large], ctx)
+        if self.skip_nonfinite and bad_anywhere:
             self.counts["skipped_nonfinite"] += 1
             return False
         if not bad:
             self.counts["norm_count"] += 1
             self.counts["norm_sum"] += norm
             self.counts["norm_max"] = max(self.counts["norm_max"], norm)
-        if self.skip_threshold and D.any_rank(norm > self.skip_threshold, ctx):
+        if large_anywhere:
             self.counts["skipped_large"] += 1
             return False
         if self.grad_clip and norm > self.grad_clip:
             clip_grads_with_norm_(self.params, self.grad_clip, torch.tensor(norm))
             self.counts["clipped"] += 1
         return True
+
+    def _norm_and_loss_finite(self, loss: torch.Tensor) -> tuple[float, bool]:
+        """The gradients' global L2 norm and whether the loss is finite, read in one transfer."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return 0.0, bool(torch.isfinite(loss.detach()).all())
+        norm = get_total_norm(grads)
+        finite = torch.isfinite(loss.detach()).all().to(device=norm.device, dtype=norm.dtype)
+        norm_value, finite_value = torch.stack([norm, finite]).tolist()
+        return norm_value, bool(finite_value)
 
     def summary(self) -> dict[str, float | int | None]:
         """The epoch's metrics.jsonl fields."""

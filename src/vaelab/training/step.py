@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vaelab.errors import ConfigError
 from vaelab.objectives import LossTerms
 from vaelab.training.config import TrainConfig
 from vaelab.training.distributed import DistContext
@@ -47,7 +48,7 @@ def amp_settings(precision: str, device: torch.device | str) -> AmpSettings:
         return AmpSettings(torch.bfloat16, False)
     if precision == "fp16":
         if kind != "cuda":
-            raise ValueError(
+            raise ConfigError(
                 f"train.precision=fp16 needs a CUDA GPU (this run is on {kind}); use bf16 on a CPU"
             )
         return AmpSettings(torch.float16, True)
@@ -83,6 +84,11 @@ def _compiled_after_eager_call(fn: Callable[..., LossTerms]) -> Callable[..., Lo
     return call
 
 
+def build_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler:
+    """The loss scaler for ``config.precision`` on ``device``: active for fp16 only, a no-op otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=amp_settings(config.precision, device).grad_scaling)
+
+
 def build_step(
     net: nn.Module,
     objective: Callable,
@@ -93,6 +99,7 @@ def build_step(
     guard: UpdateGuard | None = None,
     ctx: DistContext | None = None,
     on_update: Callable[[], None] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> Callable[..., tuple[LossTerms, bool]]:
     """``step(x, labels=None, kl_weight=1.0, weight=1.0)``: forward, objective, backward of
     ``weight * loss``, then the update unless ``guard`` refuses it (a NaN/inf or exploding gradient
@@ -101,10 +108,12 @@ def build_step(
     Returns the step's :class:`LossTerms` (unweighted) and whether the update was applied.
     ``labels`` go to a conditional model; ``kl_weight`` is the KL annealing factor the objective
     applies; ``weight`` lets data-parallel ranks weight their share of a global batch.
+    ``scaler`` is the loss scaler to use (the training loop passes its own, whose state the
+    checkpoint keeps); by default one as :func:`build_scaler` makes it, also at ``step.scaler``.
     """
     amp = amp_settings(config.precision, device)
     autocast = torch.autocast(device.type, dtype=amp.dtype or torch.bfloat16, enabled=amp.dtype is not None)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp.grad_scaling)
+    scaler = scaler if scaler is not None else build_scaler(config, device)
     ctx = ctx or DistContext(device=device)
 
     def compute_terms(x: torch.Tensor, labels: torch.Tensor | None, kl_weight: torch.Tensor) -> LossTerms:

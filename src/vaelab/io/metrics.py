@@ -1,6 +1,7 @@
-"""A run directory and the logs in it: metrics as JSONL (and TensorBoard), plus the loss-curve plot.
+"""A run's metrics: ``metrics.jsonl`` (one JSON object per epoch, mirrored to TensorBoard), read back
+and rewritten, and the loss-curve plot drawn from them.
 
-Layout (written by the training loop)::
+They sit in the run directory the training loop writes, beside the rest of it::
 
     RUN/config.yaml        resolved configuration          RUN/meta.json      seed, versions, machine
     RUN/metrics.jsonl      one JSON object per epoch        RUN/tensorboard/   the same scalars + grids
