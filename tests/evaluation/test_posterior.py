@@ -53,3 +53,24 @@ def test_threshold_is_burdas_default_and_configurable():
     model = model_with_dead_dims()
     assert posterior_statistics(model, ds).threshold == 0.01
     assert posterior_statistics(model, ds, threshold=1e6).active_units == 0
+
+
+def test_a_prior_that_does_not_factorise_has_a_total_kl_but_no_per_dimension_kl():
+    """A VampPrior is a mixture over whole latent vectors: the KL does not split by dimension, so the
+    statistics give the (one-sample) total and no per-dimension list, instead of failing."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate(
+        {
+            "image_shape": (1, 4, 4),
+            "latent_dim": 4,
+            "encoder": {"name": "mlp", "hidden_dims": [8]},
+            "decoder": {"name": "mlp", "hidden_dims": [8]},
+            "prior": {"name": "vamp", "components": 5},
+        }
+    )
+    images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    stats = posterior_statistics(VAE(cfg), ImageDataset(images, None, "r", None))
+    assert stats.kl_per_dim is None
+    assert stats.summary()["kl_per_dim"] is None
+    assert torch.isfinite(torch.tensor(stats.kl_total))
+    assert stats.mean_variance.shape == (4,)

@@ -318,3 +318,27 @@ def test_a_fitted_gmm_prior_is_offered_and_sampled(tiny_runs, tmp_path):
         gmm = c.post(url, json={"n": 4, "seed": 1, "prior": "gmm"}).json()["latents"]
         own = c.post(url, json={"n": 4, "seed": 1}).json()["latents"]
     assert np.array(gmm).shape == (4, 4) and not np.allclose(gmm, own)
+
+
+def test_a_model_whose_kl_does_not_split_by_dimension_is_served(tmp_path):
+    """A VampPrior's KL has no per-dimension form: the model page still loads, ranking the latent
+    dimensions by activity (variance of the posterior mean) and saying the KL is not available."""
+    from fastapi.testclient import TestClient
+
+    from vaelab.serve import create_app_from_paths
+
+    from .conftest import VARIANTS, train_runs
+
+    run = train_runs(
+        tmp_path, {"vamp": [*VARIANTS["mlp"], "--set", "model.prior={name: vamp, components: 8}"]}
+    )
+    with TestClient(create_app_from_paths([run["vamp"]])) as c:
+        model_id = c.get("/api/models").json()[0]["id"]
+        info = c.get(f"/api/models/{model_id}")
+        assert info.status_code == 200, info.text
+        dims = info.json()["latent_dims"]
+        assert [d["kl"] for d in dims] == [None] * 4
+        activity = [d["activity"] for d in dims]
+        assert activity == sorted(activity, reverse=True) and activity[0] > 0
+        traverse = c.post(f"/api/models/{model_id}/traverse", json={"top": 2, "steps": 3})
+        assert traverse.status_code == 200, traverse.text

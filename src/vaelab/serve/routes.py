@@ -83,12 +83,11 @@ def list_models(request: Request) -> list[s.ModelSummary]:
 
 
 @router.get(
-    "/models/{model_id}", summary="One model: config, training curves, latent dims by KL", responses=ERRORS
+    "/models/{model_id}", summary="One model: config, training curves, latent dims by use", responses=ERRORS
 )
 def model_info(request: Request, model_id: ModelId) -> s.ModelInfo:
     m = served_model(request, model_id)
-    kl = m.kl_dims()
-    order = torch.argsort(kl, descending=True).tolist()
+    kl, activity = m.dim_usage()
     config = m.run_config or {"model": m.meta.get("model"), "data": m.data_config_dict}
     numeric = [
         {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
@@ -98,7 +97,14 @@ def model_info(request: Request, model_id: ModelId) -> s.ModelInfo:
         **summary(m).model_dump(),
         config=config,
         metrics=numeric,
-        latent_dims=[s.LatentDim(dim=d, kl=round(float(kl[d]), 5)) for d in order],
+        latent_dims=[
+            s.LatentDim(
+                dim=d,
+                kl=None if kl is None else round(float(kl[d]), 5),
+                activity=round(float(activity[d]), 5),
+            )
+            for d in m.dims_by_use()
+        ],
     )
 
 
@@ -201,7 +207,7 @@ def traverse_images(
     label = check_label(m, body.label)
     d = m.model.latent_dim
     if body.dims is None:
-        dims = torch.argsort(m.kl_dims(), descending=True)[: body.top].tolist()
+        dims = m.dims_by_use()[: body.top]
     else:
         if any(dim >= d for dim in body.dims):
             raise HTTPException(422, f"dims must lie in [0, {d}) for model {m.id!r}; got {body.dims}")

@@ -152,10 +152,13 @@ class ModelSummary(BaseModel):
 
 
 class LatentDim(BaseModel):
-    """One latent dimension and the mean KL it carries over test images (nats)."""
+    """One latent dimension and how much it is used over test images."""
 
     dim: int
-    kl: float
+    kl: float | None = Field(
+        description="mean KL it carries (nats); null where the KL does not split by dimension (VampPrior)"
+    )
+    activity: float = Field(description="variance of its posterior mean across images")
 
 
 class ModelInfo(ModelSummary):
@@ -163,7 +166,9 @@ class ModelInfo(ModelSummary):
 
     config: dict[str, Any]
     metrics: list[dict[str, float | int | None]]
-    latent_dims: list[LatentDim] = Field(description="every dimension, the most KL first")
+    latent_dims: list[LatentDim] = Field(
+        description="every dimension, the most used first (by KL, else by activity)"
+    )
 
 
 class ImagesResponse(BaseModel):

@@ -156,10 +156,13 @@ class ServedModel:
                 for i in range(0, len(images), ENCODE_BATCH)
             ]
 
-    def kl_dims(self) -> torch.Tensor:
-        """Mean KL per latent dimension (nats) over test images, or over model samples if none are here."""
+    def dim_usage(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """How much each latent dimension is used, over test images (or model samples if none are
+        here): its mean KL in nats, None where the KL does not split by dimension (a learned prior
+        such as the VampPrior), and its activity, the variance of the posterior mean across images
+        (Burda et al. 2016's active-unit statistic), which every model has."""
 
-        def compute() -> torch.Tensor:
+        def compute() -> tuple[torch.Tensor | None, torch.Tensor]:
             try:
                 indices = torch.arange(min(KL_IMAGES, len(self.test_set())))
                 images, labels = self.test_images(indices), self.test_labels(indices)
@@ -168,12 +171,19 @@ class ServedModel:
                 labels = balanced_labels(256, classes) if classes else None
                 images = sample(self.model, 256, seed=MAP_SEED, labels=labels)
             with torch.inference_mode():  # a learned prior's parameters need no graph here
-                per_image = [self.model.kl_per_dim(q) for q in self.encode(images, labels)]
-            if any(kl is None for kl in per_image):
-                raise Unavailable(f"the KL of model {self.id!r} does not split by latent dimension")
-            return torch.cat(per_image).mean(0).cpu()
+                posteriors = self.encode(images, labels)
+                per_image = [self.model.kl_per_dim(q) for q in posteriors]
+                activity = torch.cat([q.mean for q in posteriors]).var(0).cpu()
+            kl = None if any(k is None for k in per_image) else torch.cat(per_image).mean(0).cpu()
+            return kl, activity
 
-        return self._cached("kl_dims", compute)
+        return self._cached("dim_usage", compute)
+
+    def dims_by_use(self) -> list[int]:
+        """Latent dimensions, the most used first: by KL where it splits by dimension, else by
+        activity."""
+        kl, activity = self.dim_usage()
+        return torch.argsort(activity if kl is None else kl, descending=True).tolist()
 
     def latent_map(self) -> LatentMap:
         """PCA of the posterior means of up to MAP_POINTS test images (a fixed, seeded choice)."""

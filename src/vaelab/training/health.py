@@ -25,7 +25,7 @@ def posterior_health(
     if len(inputs) == 0:
         return {}
     stats = posterior_statistics(model, inputs)
-    return {
-        "val_active_units": stats.active_units,
-        "val_kl_per_dim": [round(float(v), 4) for v in stats.kl_per_dim],
-    }
+    health: dict[str, Any] = {"val_active_units": stats.active_units}
+    if stats.kl_per_dim is not None:
+        health["val_kl_per_dim"] = [round(float(v), 4) for v in stats.kl_per_dim]
+    return health
