@@ -1,16 +1,8 @@
-"""Fault injection: kill training with SIGKILL at random moments, resume each time, and check that
-no checkpoint is ever corrupt, that at most ``checkpoint_every`` steps are lost per kill, and that
-the final weights equal those of an uninterrupted run with the same seed (CPU). Prints JSON.
-
-    python benchmarks/fault_injection.py --kills 20
-
-The child process is the ordinary ``vaelab train`` command, wrapped only to record each finished
-optimiser step in a file (so the harness knows how many steps a kill threw away).
-"""
+"""Crash safety: kill training with SIGKILL at random moments and resume each time (the crash tests of
+tests/training/test_resilience.py drive the same functions)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -20,9 +12,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from benchmarks.harness import benchmark
+
+# The ordinary `vaelab train`, wrapped only to log each finished optimiser step to a file, so that the
+# harness knows how many steps a kill threw away.
 CHILD = """
 import os, sys, torch
 from vaelab.cli import main
@@ -37,7 +34,18 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@benchmark
+def fault_injection(
+    kills: int = 20, epochs: int = 3, checkpoint_every: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """SIGKILL training at random moments, resume each time, and check that no checkpoint is ever corrupt,
+    that at most --checkpoint-every steps are lost per kill, and that the final weights equal those of an
+    uninterrupted run with the same seed (a small MLP on synthetic 12x12 images, CPU)."""
+    return experiment(kills, epochs, checkpoint_every, seed)
+
+
 def count_lines(path: Path) -> int:
+    """Lines in ``path`` (0 when it does not exist yet): the steps a child has logged."""
     if not path.exists():
         return 0
     with open(path) as f:
@@ -54,32 +62,48 @@ def make_data(path: Path, n: int = 2400, side: int = 12, seed: int = 0) -> Path:
 
 
 def train_args(data: Path, run_dir: Path, epochs: int, every: int, resume: bool) -> list[str]:
+    """``vaelab`` arguments of a fresh run (a small MLP, a checkpoint every ``every`` steps) or its resume."""
     common = ["--no-progress", "--epochs", str(epochs), "--device", "cpu"]
     if resume:
         return ["train", "--resume", str(run_dir), *common]
+    sets = [
+        "data.binarize=dynamic",
+        "model.latent_dim=4",
+        "model.encoder.hidden_dims=[64]",
+        "train.batch_size=16",
+    ]
+    sets += ["model.decoder.hidden_dims=[64]", f"train.checkpoint_every={every}", "train.image_every=1000"]
+    sets += ["train.num_threads=1"]
     return [
-        "train", "--dataset", str(data), "--run-dir", str(run_dir), *common,
-        "--set", "data.binarize=dynamic", "--set", "model.latent_dim=4",
-        "--set", "model.encoder.hidden_dims=[64]", "--set", "model.decoder.hidden_dims=[64]",
-        "--set", "train.batch_size=16", "--set", f"train.checkpoint_every={every}",
-        "--set", "train.image_every=1000", "--set", "train.num_threads=1",
-    ]  # fmt: skip
+        "train",
+        "--dataset",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        *common,
+        *(f"--set={s}" for s in sets),
+    ]
 
 
 def run_child(args: list[str], step_log: Path) -> subprocess.Popen:
+    """Start ``vaelab ARGS`` in a child that logs its optimiser steps to ``step_log``."""
+    cli = [sys.executable, "-c", CHILD, str(step_log), *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(step_log), *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def checkpoint_step(run_dir: Path) -> int | None:
     """The step in the run's checkpoint, loaded the safe way; raises if the file is corrupt."""
-    from vaelab.training.checkpoint import load_checkpoint
+    from vaelab.training import load_checkpoint
 
     path = run_dir / "checkpoint.pt"
-    if not path.exists():
-        return None
-    return int(load_checkpoint(path)["step"])
+    return int(load_checkpoint(path)["step"]) if path.exists() else None
+
+
+def finish(proc: subprocess.Popen) -> None:
+    """Wait for a child that must succeed; raise with its error output if it did not."""
+    if proc.wait() != 0:
+        raise RuntimeError(proc.stderr.read().decode())
 
 
 def experiment(
@@ -89,22 +113,19 @@ def experiment(
     import torch
     from safetensors.torch import load_file
 
+    from vaelab.models import VAE
+
     rnd = random.Random(seed)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         data = make_data(tmp / "data.npz")
         ref_dir, run_dir = tmp / "reference", tmp / "killed"
-        t0 = time.perf_counter()
-        ref = run_child(train_args(data, ref_dir, epochs, every, False), tmp / "ref-steps")
-        if ref.wait() != 0:
-            raise RuntimeError(ref.stderr.read().decode())
-        ref_seconds = time.perf_counter() - t0
-        total_steps = count_lines(tmp / "ref-steps")
-        lost, kill_log = [], []
-        started = False
+        start = time.perf_counter()
+        finish(run_child(train_args(data, ref_dir, epochs, every, False), tmp / "ref-steps"))
+        ref_seconds, total_steps = time.perf_counter() - start, count_lines(tmp / "ref-steps")
+        lost, kill_log, started = [], [], False
         for i in range(kills):
-            step_log = tmp / f"steps-{i}"
-            before = checkpoint_step(run_dir) or 0
+            step_log, before = tmp / f"steps-{i}", checkpoint_step(run_dir) or 0
             if before >= total_steps - 1:
                 break
             # A random step in the next stretch of the run, then a random few milliseconds more: kills
@@ -118,50 +139,24 @@ def experiment(
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             started = started or (run_dir / "checkpoint.pt").exists()
-            done = before + count_lines(step_log)
-            after = checkpoint_step(run_dir)  # raises if the kill corrupted it
+            done, after = before + count_lines(step_log), checkpoint_step(run_dir)  # raises if corrupt
             if after is not None:
+                loads = VAE.from_pretrained(run_dir) is not None if (run_dir / "model").exists() else None
                 lost.append(done - after)
-                kill_log.append({"kill": i, "steps_done": done, "checkpoint_step": after,
-                                 "model_loads": _model_loads(run_dir)})  # fmt: skip
-        final = run_child(train_args(data, run_dir, epochs, every, started), tmp / "final-steps")
-        if final.wait() != 0:
-            raise RuntimeError(final.stderr.read().decode())
-        a = load_file(str(ref_dir / "model" / "model.safetensors"))
-        b = load_file(str(run_dir / "model" / "model.safetensors"))
-        identical = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+                kill_log.append(
+                    {"kill": i, "steps_done": done, "checkpoint_step": after, "model_loads": loads}
+                )
+        finish(run_child(train_args(data, run_dir, epochs, every, started), tmp / "final-steps"))
+        a, b = (load_file(str(d / "model" / "model.safetensors")) for d in (ref_dir, run_dir))
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         return {
-            "kills": len(kill_log), "checkpoint_every": every, "total_steps": total_steps,
-            "max_steps_lost": max(lost) if lost else 0, "steps_lost": lost,
-            "final_weights_identical": identical, "metrics_epochs": [r["epoch"] for r in rows],
-            "reference_seconds": ref_seconds, "log": kill_log,
-        }  # fmt: skip
-
-
-def _model_loads(run_dir: Path) -> bool | None:
-    from vaelab.models import VAE
-
-    if not (run_dir / "model").exists():
-        return None
-    VAE.from_pretrained(run_dir)  # raises if torn or corrupt
-    return True
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kills", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--checkpoint-every", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    from vaelab.runtime import environment
-
-    result = experiment(args.kills, args.epochs, args.checkpoint_every, args.seed)
-    result["command"] = " ".join(["python", *sys.argv])
-    result["environment"] = environment()
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+            "kills": len(kill_log),
+            "checkpoint_every": every,
+            "total_steps": total_steps,
+            "max_steps_lost": max(lost, default=0),
+            "steps_lost": lost,
+            "final_weights_identical": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
+            "metrics_epochs": [r["epoch"] for r in rows],
+            "reference_seconds": ref_seconds,
+            "log": kill_log,
+        }

@@ -1,4 +1,4 @@
-"""pythae's side of ``photos32_peer.py``, run with the interpreter of pythae's own virtual environment.
+"""pythae's side of the photos32_peer benchmark, run with the interpreter of pythae's own virtual environment.
 
 It imports pythae and torch only (never vaelab), so pythae stays out of vaelab's dependencies. It
 trains pythae's VAE with the ResNet networks of pythae's CIFAR benchmark the way a pythae user would

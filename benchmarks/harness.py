@@ -1,0 +1,254 @@
+"""The one harness every benchmark runs in: a registry, one argument parser, one timing utility, one report.
+
+A benchmark is a typed function decorated with :func:`benchmark`. Its parameters are its options:
+``steps: int = 20`` is ``--steps N``, a ``tuple[...]`` takes several values, a ``Literal`` gives the
+choices, a ``bool`` is a ``--x/--no-x`` switch, a parameter without a default is positional, and
+``overrides`` is the repeatable ``--set KEY=VALUE`` of ``vaelab train``. Its docstring is its help; it
+returns its results. The harness adds ``--seed`` (every generator is seeded with it, and a benchmark with
+a ``seed`` parameter receives it), ``--threads`` and ``--out FILE``, and prints one JSON object::
+
+    {"name", "command", "machine", "date", "seed", "settings", "results"}
+
+``machine`` is the CPU (model name and the flags that decide which fast paths exist: avx2, avx512, amx),
+the cores this process may use and the library versions. A result with ``"passed": false`` makes the
+command exit with status 1. Timings go through :func:`round_robin` and :func:`measure`: warm-up calls
+first, untimed, then the timed repeats, summarised by their median and interquartile range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+REPO = Path(__file__).resolve().parents[1]
+# The modules whose benchmarks `python -m benchmarks` runs, in the order its help lists them.
+MODULES = ("speed", "pipeline", "quality", "reliability", "fault_injection", "photos32")
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
+Clock = Callable[[], float]
+STDERR = (
+    2  # where subprocesses write: stdout carries only the report (a file descriptor: it survives capture)
+)
+
+
+def benchmark(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Register ``fn`` as the benchmark of its own name."""
+    BENCHMARKS[fn.__name__] = fn
+    return fn
+
+
+def registry() -> dict[str, Callable[..., dict[str, Any]]]:
+    """Every registered benchmark by name (importing the modules registers them)."""
+    for module in MODULES:
+        importlib.import_module(f"benchmarks.{module}")
+    return BENCHMARKS
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call in each timed repeat, by the wall clock and by this process's CPU time (all its
+    threads: CPU time well above wall time means the threads worked in parallel)."""
+
+    wall: list[float]
+    cpu: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.wall)
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile of the wall times, interpolated between its two neighbours (numpy's way)."""
+        ordered = sorted(self.wall)
+        position = q * (len(ordered) - 1)
+        low = int(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    @property
+    def iqr(self) -> float:
+        return self.quantile(0.75) - self.quantile(0.25)
+
+    def summary(self, unit: Literal["s", "ms"] = "s") -> dict[str, Any]:
+        """Median, interquartile range, extremes, the CPU time's median and every repeat, in ``unit``."""
+        k = 1e3 if unit == "ms" else 1.0
+        figures = {"median": self.median, "iqr": self.iqr, "min": min(self.wall), "max": max(self.wall)}
+        figures = {f"{key}_{unit}": value * k for key, value in figures.items()}
+        return figures | {
+            f"cpu_median_{unit}": statistics.median(self.cpu) * k,
+            f"each_{unit}": [t * k for t in self.wall],
+        }
+
+
+def round_robin(
+    fns: dict[str, Callable[[], object]],
+    rounds: int,
+    number: int = 1,
+    warmup: int = 1,
+    after_round: Callable[[], object] | None = None,
+    clock: Clock = time.perf_counter,
+    cpu_clock: Clock = time.process_time,
+) -> dict[str, Timing]:
+    """Time every function of ``fns`` once per round, ``number`` calls at a time, the functions taking
+    turns: on a shared machine whose speed drifts by tens of percent within minutes, a drift then slows
+    them all alike and their ratio holds. Each first gets ``warmup`` untimed calls (thread pools, caches,
+    compilation); ``after_round`` runs between rounds, untimed (a fresh matmul peak, say)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start, start_cpu = clock(), cpu_clock()
+            for _ in range(number):
+                fn()
+            wall[name].append((clock() - start) / number)
+            cpu[name].append((cpu_clock() - start_cpu) / number)
+        if after_round is not None:
+            after_round()
+    return {name: Timing(wall[name], cpu[name]) for name in fns}
+
+
+def measure(
+    fn: Callable[[], object], repeats: int, number: int = 1, warmup: int = 1, **clocks: Clock
+) -> Timing:
+    """Seconds per call of ``fn``: ``warmup`` untimed calls, then ``repeats`` timed groups of ``number``."""
+    return round_robin({"fn": fn}, repeats, number, warmup, **clocks)["fn"]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset`` narrows them; ``os.cpu_count`` does not see it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine() -> dict[str, Any]:
+    """What a timing depends on: CPU model and fast-path flags, cores, threads, library versions."""
+    from vaelab.perf import cpu_features
+    from vaelab.runtime import environment
+
+    flags = [flag for flag, present in cpu_features().items() if present]
+    return environment() | {"cpu_flags": flags, "cores_usable": usable_cores()}
+
+
+def report(name: str, argv: list[str], settings: dict[str, Any], seed: int, results: Any) -> dict[str, Any]:
+    """The one JSON schema of every benchmark's output."""
+    return {
+        "name": name,
+        "command": shlex.join(["python", "-m", "benchmarks", *argv]),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": seed,
+        "settings": settings,
+        "results": results,
+    }
+
+
+def run(name: str, settings: dict[str, Any], seed: int = 0, threads: int | None = None) -> Any:
+    """Benchmark ``name`` with ``settings`` (its parameters), every random generator seeded first."""
+    import torch
+
+    from vaelab.runtime import seed_everything
+
+    fn = registry()[name]
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    if "seed" in inspect.signature(fn).parameters:
+        settings = {**settings, "seed": seed}
+    return fn(**settings)
+
+
+def _add_option(parser: argparse.ArgumentParser, param: inspect.Parameter, hint: Any) -> None:
+    """The command-line option of one benchmark parameter, read off its type and default."""
+    if param.name == "overrides":
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        return
+    kwargs: dict[str, Any] = {}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if typing.get_origin(hint) in (list, tuple):
+        kwargs["nargs"], hint = "+", typing.get_args(hint)[0]
+    if typing.get_origin(hint) is Literal:
+        kwargs["choices"] = typing.get_args(hint)
+        hint = type(kwargs["choices"][0])
+    kwargs |= {"action": argparse.BooleanOptionalAction} if hint is bool else {"type": hint}
+    if param.default is inspect.Parameter.empty:
+        parser.add_argument(param.name, **kwargs)
+    else:
+        flag = "--" + param.name.replace("_", "-")
+        parser.add_argument(flag, default=param.default, help="default: %(default)s", **kwargs)
+
+
+def parser() -> argparse.ArgumentParser:
+    """``python -m benchmarks NAME [options]``, one sub-command per registered benchmark."""
+    top = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    names = top.add_subparsers(dest="benchmark", required=True, metavar="NAME", title="benchmarks")
+    for name, fn in registry().items():
+        doc = inspect.getdoc(fn) or name
+        sub = names.add_parser(
+            name,
+            help=doc.split("\n\n")[0].replace("\n", " "),
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        hints = typing.get_type_hints(fn)
+        for param in inspect.signature(fn).parameters.values():
+            if param.name != "seed":
+                _add_option(sub, param, hints[param.name])
+        sub.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy and torch (default: 0)")
+        sub.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+        sub.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one benchmark, print its report and write it to ``--out``; 1 when a result says it failed."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    options = vars(parser().parse_args(argv))
+    name, seed, threads, out = (options.pop(key) for key in ("benchmark", "seed", "threads", "out"))
+    results = run(name, options, seed, threads)
+    text = json.dumps(report(name, argv, options, seed, results), indent=2, default=str)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    return 1 if isinstance(results, dict) and results.get("passed") is False else 0
+
+
+def in_subprocess(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """``fn(**kwargs)`` in a fresh Python process (its own compile caches, threads and peak memory); its
+    result comes back as the last line of the child's stdout, in JSON."""
+    code = "import json, sys; from {} import {} as f; print(json.dumps(f(**json.loads(sys.argv[1]))))"
+    cli = [sys.executable, "-c", code.format(fn.__module__, fn.__name__), json.dumps(kwargs, default=str)]
+    done = subprocess.run(cli, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def vaelab(*args: object, processes: int = 1, threads: int | None = None) -> None:
+    """The ``vaelab`` command line in a subprocess (under torchrun for several ``processes``, with
+    ``threads`` OpenMP threads each), its output sent to stderr: stdout carries only the report."""
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    cli = [sys.executable, *(launch if processes > 1 else []), "-m", "vaelab", *map(str, args)]
+    env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    subprocess.run(cli, check=True, stdout=STDERR, env=env)
+
+
+def images_per_s(rows: list[dict[str, Any]]) -> float:
+    """Training images per second over a run's metrics rows: all images seen over all training seconds."""
+    rows = [r for r in rows if "train_seconds" in r]
+    return sum(r["images_per_s"] * r["train_seconds"] for r in rows) / sum(r["train_seconds"] for r in rows)

@@ -1,0 +1,261 @@
+"""How good the models are: test NLL against training minutes, sample quality per prior and temperature,
+its reference points, and the control targets (conditional samples, beta-TCVAE's MIG)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.harness import REPO, benchmark, vaelab
+from vaelab.config import load_config
+from vaelab.data import DataConfig, load_dataset, to_float
+from vaelab.evaluation import compare_features, in_memory
+from vaelab.evaluation.features import FeatureNetConfig, FeatureSpace, load_feature_space
+from vaelab.generation import encode_mean, sample
+from vaelab.models import VAE, resolve_model_dir
+from vaelab.training import train
+
+# Published test NLLs on MNIST with dynamic binarisation, K = 5000 (Burda et al. 2015, table 1).
+BURDA_2015 = {
+    "VAE, 1 stochastic layer (Burda et al. 2015)": 86.76,
+    "VAE, 2 stochastic layers (Burda et al. 2015)": 85.33,
+    "IWAE, 2 stochastic layers, k=50 (Burda et al. 2015)": 82.90,
+}
+
+
+def feature_space(data: DataConfig, epochs: int | None = None) -> tuple[Any, Any, FeatureSpace]:
+    """The train and test splits in memory and the feature space of ``vaelab evaluate`` for them: the
+    classifier it trains (for ``epochs``, else its default) once per dataset and caches."""
+    from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
+
+    train, test = (in_memory(load_dataset(data, split, progress=False)) for split in ("train", "test"))
+    net = (
+        FeatureNetConfig(image_shape=train.image_shape, num_classes=train.num_classes, epochs=epochs)
+        if epochs
+        else None
+    )
+    space = load_feature_space(in_memory(train, FEATURE_TRAIN_LIMIT), test, config=net)
+    return train, test, space
+
+
+@benchmark
+def feature_references(
+    dataset: str = "mnist", n: int = 10_000, blur_sigma: float = 1.0, seed: int = 0
+) -> dict:
+    """Reference points for sample quality, against the test split in the feature space of `vaelab
+    evaluate`: --n real training images (the floor) and the test images blurred with a Gaussian."""
+    train_set, test_set, space = feature_space(DataConfig(name=dataset))
+    real = space.embed(test_set.images)
+    pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n]
+    radius = max(1, round(3 * blur_sigma))  # a separable Gaussian, zero padding
+    g = torch.exp(-(torch.arange(-radius, radius + 1.0) ** 2) / (2 * blur_sigma**2))
+    blurred, c = test_set.images.float(), test_set.images.shape[1]
+    for kernel, pad in ((g.view(1, 1, -1, 1), (radius, 0)), (g.view(1, 1, 1, -1), (0, radius))):
+        blurred = F.conv2d(blurred, (kernel / g.sum()).expand(c, -1, -1, -1), padding=pad, groups=c)
+    fakes = {"training_images": train_set.images[pick], "blurred_test_images": blurred.round().clamp(0, 255)}
+    scores = {name: compare_features(real, space.embed(x.byte()), seed=seed) for name, x in fakes.items()}
+    return {"feature_space": space.describe(), **scores}
+
+
+@benchmark
+def nll_vs_minutes(
+    runs: tuple[Path, ...],
+    iw_samples: int = 100,
+    subset: int = 1000,
+    precision: Literal["fp32", "bf16"] = "fp32",
+    compile: bool = False,
+    plot: Path | None = None,
+    reuse: tuple[Path, ...] = (),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Test-set NLL against training minutes, from the snapshots of runs trained with
+    train.snapshot_every: each snapshot (EMA weights included, with its cumulative training minutes)
+    through `vaelab evaluate` on --subset seeded test images at K = --iw-samples, each in its own process.
+    --plot draws NLL against minutes, one line per run (and per run of the --reuse reports), with the
+    published reference lines.
+    """
+    rows = []
+    for report in reuse:
+        saved = json.loads(report.read_text())
+        rows += [{**row, "reused_from": str(report)} for row in saved.get("results", saved)["rows"]]
+    cli = [f"--iw-samples={iw_samples}", f"--subset={subset}", f"--seed={seed}", f"--precision={precision}"]
+    cli += ["--split=test", "--no-sample-quality", "--no-progress", *(["--compile"] if compile else [])]
+    keep = ("iw_samples", "images", "nll", "nll_se", "bits_per_dim", "k_gap", "seconds")
+    for run in runs:
+        snapshots = sorted((run / "snapshots").glob("epoch-*"))
+        if not snapshots:
+            raise SystemExit(f"{run}: no snapshots; train with --set train.snapshot_every=N")
+        for snapshot in snapshots:
+            with tempfile.TemporaryDirectory() as out:
+                vaelab("evaluate", snapshot, *cli, "--out", out)
+                report = json.loads((Path(out) / "report.json").read_text())
+            saved = json.loads((snapshot / "config.json").read_text())
+            row = {"run": str(run), "snapshot": str(snapshot), "epoch": saved["epoch"]}
+            row |= {"train_minutes": saved["train_minutes"], "neg_elbo": -report["elbo"]["elbo"]}
+            rows.append(row | {k: report["log_likelihood"].get(k) for k in keep})
+    if plot:
+        plot_nll(rows, plot)
+    return {"rows": rows}
+
+
+def plot_nll(rows: list[dict[str, Any]], path: Path) -> None:
+    """NLL against training minutes, one line per run, error bars of one standard error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for run in dict.fromkeys(r["run"] for r in rows):
+        mine = [r for r in rows if r["run"] == run]
+        minutes, nll, se = ([r[k] for r in mine] for k in ("train_minutes", "nll", "nll_se"))
+        ax.errorbar(minutes, nll, yerr=se, marker="o", capsize=3, label=Path(run).name)
+    low, high = min(r["nll"] for r in rows), max(r["nll"] for r in rows)
+    for (name, value), style in zip(list(BURDA_2015.items())[1:], ("--", ":"), strict=True):
+        if low - 10 <= value <= high + 10:  # binarised-MNIST references: off the scale of 8-bit nats
+            ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=f"{name}: {value}")
+    k, n = rows[0]["iw_samples"], rows[0]["images"]
+    ax.set(xlabel="training minutes", ylabel=f"test -log p(x), nats (K={k}, {n} images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@benchmark
+def sample_sweep(
+    model: str,
+    priors: tuple[Literal["standard_normal", "gmm"], ...] = ("standard_normal",),
+    temperatures: tuple[str, ...] = ("1",),
+    components: int = 10,
+    n: int = 10_000,
+    via_disk: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Sample quality of one trained model (a run or saved-model directory) per prior and temperature.
+
+    For each pair, --n samples (decoder means, seeded) against the test split in the feature space of
+    `vaelab evaluate`: Frechet distance with its bootstrap error, precision and recall (k = 3). Priors:
+    the model's own (standard_normal) and a --components full-covariance GMM fitted to the training
+    images' posterior means of the top latent (gmm, Ghosh et al. 2020); --via-disk saves it beside a
+    scratch copy of the model and reads it back as `vaelab sample --prior gmm` does. A temperature is
+    one number for every stochastic layer or a comma list, one per layer, top first.
+    """
+    from vaelab.generation.gmm_prior import fit_gmm_prior, load_gmm_prior, save_gmm_prior
+
+    model_dir = resolve_model_dir(model)
+    vae = VAE.from_pretrained(model_dir).eval()
+    data = DataConfig.model_validate(json.loads((model_dir / "config.json").read_text()).get("data") or {})
+    train_set, test_set, space = feature_space(data)
+    real, prior_of, gmm = space.embed(test_set.images), {"standard_normal": None}, {}
+    if "gmm" in priors:
+        start = time.perf_counter()
+        prior = fit_gmm_prior(vae, to_float(train_set.images), components=components, seed=seed)
+        gmm = {"components": components, "covariance": "full", "fit_seconds": time.perf_counter() - start}
+        if via_disk:
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copytree(model_dir, Path(tmp) / "model")
+                save_gmm_prior(prior, Path(tmp) / "model")
+                prior = load_gmm_prior(Path(tmp) / "model", vae.latent_dim)
+        prior_of["gmm"], gmm["info"] = prior, prior.info
+    rows = []
+    for name in priors:
+        for text in temperatures:
+            start, t = time.perf_counter(), [float(part) for part in text.split(",")]
+            fake = sample(vae, n, temperature=t[0] if len(t) == 1 else t, seed=seed, prior=prior_of[name])
+            score = compare_features(real, space.embed(fake), seed=seed)
+            rows.append({"prior": name, "temperature": text, **score, "seconds": time.perf_counter() - start})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress; stdout: the report
+    reference = f"{test_set.name} test split, {len(test_set)} images"
+    return {"reference": reference, "feature_space": space.describe(), "gmm": gmm, "rows": rows}
+
+
+@benchmark
+def control_conditional(
+    epochs: int = 20,
+    latent_dim: int = 4,
+    per_class: int = 1000,
+    save: Path | None = None,
+    overrides: tuple[str, ...] = (),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Conditional MNIST: is a sample the class asked for? Trains configs/cvae.yaml (the seed MLP with
+    the label fed to encoder and decoder) and classifies --per-class samples of each class (temperature
+    1) with the evaluation classifier (the feature net of `vaelab evaluate`); --save keeps the run."""
+    from vaelab.generation.conditional import balanced_labels
+
+    sets = [f"train.epochs={epochs}", f"model.latent_dim={latent_dim}", f"train.seed={seed}", *overrides]
+    config = load_config(REPO / "configs" / "cvae.yaml", sets)
+    result, train_seconds = train_kept(config, save)
+    k = result.model.num_classes
+    _, _, space = feature_space(DataConfig(name=config.data.name))
+    labels = balanced_labels(per_class * k, list(range(k)))
+    images = sample(result.model, len(labels), temperature=1.0, seed=seed, labels=labels)
+    with torch.inference_mode():
+        pred = torch.cat([space.net(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
+    per = {str(c): float((pred[labels == c] == c).float().mean()) for c in range(k)}
+    return {
+        "config": f"configs/cvae.yaml, latent_dim={latent_dim}, {epochs} epochs",
+        "train_seconds": train_seconds,
+        "val_elbo": result.history[-1]["val_elbo"],
+        "classifier": space.describe(),
+        "accuracy_per_class": per,
+        "min_class_accuracy": min(per.values()),
+        "mean_accuracy": float((pred == labels).float().mean()),
+        "target_met": min(per.values()) >= 0.97,
+    }
+
+
+@benchmark
+def control_mig(
+    steps: int = 4000,
+    batch_size: int = 256,
+    beta: float = 6.0,
+    estimator: Literal["mws", "mss"] = "mss",
+    objective: Literal["both", "vae", "beta_tcvae"] = "both",
+    save: Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """beta-TCVAE against the plain VAE on the dsprites dataset: the same MLP (4096-512-256-z10 and back)
+    trained with each objective, the MIG of the test split's posterior means; --save keeps the runs."""
+    from vaelab.evaluation.disentanglement import mutual_information_gap
+
+    base = ["data.name=dsprites", "model.latent_dim=10", "model.encoder.hidden_dims=[512,256]"]
+    base += ["model.decoder.hidden_dims=[256,512]", f"train.max_steps={steps}", "train.epochs=1000"]
+    base += [
+        f"train.batch_size={batch_size}",
+        "train.lr=1e-3",
+        "train.image_every=1000",
+        f"train.seed={seed}",
+    ]
+    tcvae = ["objective.name=tcvae", f"objective.beta={beta}", f"objective.estimator={estimator}"]
+    objectives = {"vae": ["objective.name=elbo"], "beta_tcvae": tcvae}
+    test = load_dataset(DataConfig(name="dsprites"), "test", progress=False)
+    grid = dict(zip(test.factor_names, test.factor_sizes, strict=True))
+    out: dict[str, Any] = {"test_images": len(test), "factor_grid": grid}
+    for name, extra in objectives.items() if objective == "both" else [(objective, objectives[objective])]:
+        result, seconds = train_kept(load_config(None, base + extra), save and save / name)
+        z = encode_mean(result.model, to_float(test.images))
+        score = mutual_information_gap(z, test.factors, test.factor_names)
+        out[name] = {"objective": extra, "train_seconds": seconds, "val_elbo": result.history[-1]["val_elbo"]}
+        out[name] |= {"mig": score["mig"], "mig_per_factor": score["per_factor"]}
+    if objective == "both":
+        out["target_met"] = out["beta_tcvae"]["mig"] > out["vae"]["mig"]
+    return out
+
+
+def train_kept(config: Any, save: Path | None) -> tuple[Any, float]:
+    """Train ``config`` into ``save`` (kept) or a scratch directory; the result and its wall seconds."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(config, save or Path(tmp) / "run", progress=False, log=False)
+    return result, time.perf_counter() - start
