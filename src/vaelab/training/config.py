@@ -61,7 +61,7 @@ class TrainConfig(BaseModel):
     eval_images: int = Field(default=500, ge=1)
     # Every N epochs (and at the last) also keep a copy of the saved model (the EMA weights when on)
     # in run_dir/snapshots/epoch-NNNN, with its training minutes, so a learning curve can be measured
-    # on the test set afterwards (benchmarks/nll_vs_minutes.py) without touching it during training.
+    # on the test set afterwards (the nll_vs_minutes benchmark) without touching it during training.
     # 0 turns it off.
     snapshot_every: int = Field(default=0, ge=0)
 

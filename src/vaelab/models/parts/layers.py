@@ -153,7 +153,7 @@ class Conv2d(nn.Conv2d):
 
     Why: on a CPU with AMX, oneDNN's bf16 backward-weights convolution runs at a third of its forward
     (128 channels at 7x7: 214 GFLOP/s against 738), and it was 61% of configs/residual.yaml's bf16
-    step; the GEMM (OC x N*H*W) @ (N*H*W x 9C) runs 1.6-1.8x faster (benchmarks/conv_kernels.py), the
+    step; the GEMM (OC x N*H*W) @ (N*H*W x 9C) runs 1.6-1.8x faster (benchmark conv_kernels), the
     bf16 + compile step 1.10x (docs/performance.md). For larger maps the unfolded input (9x the
     activations) costs more than it saves, and in fp32 oneDNN's kernel is as fast as its forward, so
     everything else is untouched.
