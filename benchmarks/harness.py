@@ -174,7 +174,10 @@ def run(name: str, settings: dict[str, Any], seed: int = 0, threads: int | None 
 def _add_option(parser: argparse.ArgumentParser, param: inspect.Parameter, hint: Any) -> None:
     """The command-line option of one benchmark parameter, read off its type and default."""
     if param.name == "overrides":
-        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        text = "a config override, as for vaelab train (repeatable)"
+        parser.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=text
+        )
         return
     kwargs: dict[str, Any] = {}
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
@@ -188,8 +191,9 @@ def _add_option(parser: argparse.ArgumentParser, param: inspect.Parameter, hint:
     if param.default is inspect.Parameter.empty:
         parser.add_argument(param.name, **kwargs)
     else:
-        flag = "--" + param.name.replace("_", "-")
-        parser.add_argument(flag, default=param.default, help="default: %(default)s", **kwargs)
+        shown = " ".join(map(str, param.default)) if isinstance(param.default, tuple) else param.default
+        text = "default: " + str(shown).replace(f"{REPO}/", "")
+        parser.add_argument("--" + param.name.replace("_", "-"), default=param.default, help=text, **kwargs)
 
 
 def parser() -> argparse.ArgumentParser:
