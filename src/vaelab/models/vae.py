@@ -105,7 +105,8 @@ class VAE(nn.Module):
     # --- the two passes ----------------------------------------------------------------------------
     def encode_layers(self, x: torch.Tensor, labels: Labels = None) -> Encoding:
         """The bottom-up pass over images in [0, 1] (B, C, H, W), with their labels when conditional."""
-        labels = self.condition.check(labels, len(x))
+        # x.shape[0], not len(x): len() makes an int of a symbolic batch size, fixing it in an export.
+        labels = self.condition.check(labels, x.shape[0])
         params, features = self.encoder.forward_features(self.condition.encoder_input(x, labels))
         # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods
         # lose too much in 8 bits of mantissa.
@@ -120,7 +121,7 @@ class VAE(nn.Module):
 
     def _mean_path(self, z: torch.Tensor, labels: Labels) -> torch.Tensor:
         """Likelihood parameters for top latents ``z``, every lower layer at its prior mean."""
-        labels = self.condition.check(labels, len(z), "latents")
+        labels = self.condition.check(labels, z.shape[0], "latents")
         return self._decode(z, labels, None, Draw([0.0] * self.decoder.num_latent_layers)).params
 
     def forward(self, x: torch.Tensor, labels: Labels = None, iw_samples: int | None = None) -> VAEOutput:
@@ -220,7 +221,7 @@ class VAE(nn.Module):
         """Images in [0, 1] for given top latents ``z``, each lower layer drawn from its prior at the
         temperatures after the first (the first is the top latent's, already drawn)."""
         temps = self.layer_temperatures(temperature)
-        labels = self.condition.check(labels, len(z), "latents")
+        labels = self.condition.check(labels, z.shape[0], "latents")
         out = self._decode(z, labels, None, Draw(temps[1:], generator))
         return self.likelihood.mean(out.params)
 
