@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from vaelab import __version__
+from vaelab.errors import OutputExistsError, UsageError
 from vaelab.io.atomic import atomic_write, atomic_write_text
 from vaelab.models.vae import VAE
 
@@ -154,12 +155,17 @@ def export_onnx(
     files are an error unless ``overwrite``.
     """
     if model.num_classes:
-        raise ValueError("ONNX export takes unconditional models: the graphs have no input for a label")
+        raise UsageError("ONNX export takes unconditional models: the graphs have no input for a label")
+    if model.likelihood.sequential:
+        raise UsageError(
+            f"ONNX export traces one decoder pass; likelihood {model.config.likelihood.name!r} decodes "
+            "one pixel at a time, which is not one graph: export a model with a non-autoregressive likelihood"
+        )
     directory = Path(directory)
     paths = [directory / n for n in (ENCODER_NAME, DECODER_NAME, MANIFEST_NAME)]
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist (pass --force to overwrite)")
+        raise OutputExistsError(f"{', '.join(existing)} already exist (pass --force to overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
     cpu = VAE(model.config)
     cpu.load_state_dict({k: v.detach().cpu().float() for k, v in model.state_dict().items()})
