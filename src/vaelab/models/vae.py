@@ -108,9 +108,9 @@ class VAE(nn.Module):
         # x.shape[0], not len(x): len() makes an int of a symbolic batch size, fixing it in an export.
         labels = self.condition.check(labels, x.shape[0])
         params, features = self.encoder.forward_features(self.condition.encoder_input(x, labels))
+        features = features if self.decoder.num_latent_layers else None
         # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods
         # lose too much in 8 bits of mantissa.
-        features = features if self.decoder.num_latent_layers else None
         return Encoding(self.posterior(params.float()), features, labels)
 
     def _decode(self, z: torch.Tensor, labels: Labels, features: Any, draw: Draw) -> DecoderOutput:
