@@ -1,18 +1,13 @@
 """The one harness every benchmark runs in: a registry, one argument parser, one timing utility, one report.
 
-A benchmark is a typed function decorated with :func:`benchmark`. Its parameters are its options:
-``steps: int = 20`` is ``--steps N``, a ``tuple[...]`` takes several values, a ``Literal`` gives the
-choices, a ``bool`` is a ``--x/--no-x`` switch, a parameter without a default is positional, and
-``overrides`` is the repeatable ``--set KEY=VALUE`` of ``vaelab train``. Its docstring is its help; it
-returns its results. The harness adds ``--seed`` (every generator is seeded with it, and a benchmark with
-a ``seed`` parameter receives it), ``--threads`` and ``--out FILE``, and prints one JSON object::
-
-    {"name", "command", "machine", "date", "seed", "settings", "results"}
-
-``machine`` is the CPU (model name and the flags that decide which fast paths exist: avx2, avx512, amx),
-the cores this process may use and the library versions. A result with ``"passed": false`` makes the
-command exit with status 1. Timings go through :func:`round_robin` and :func:`measure`: warm-up calls
-first, untimed, then the timed repeats, summarised by their median and interquartile range.
+A benchmark is a typed function decorated with :func:`benchmark`; its docstring is its help and its
+parameters its options (``steps: int = 20`` is ``--steps N``, a ``tuple`` takes several values, a
+``Literal`` gives choices, a ``bool`` is a ``--x/--no-x`` switch, no default makes it positional,
+``overrides`` is the repeatable ``--set KEY=VALUE`` of ``vaelab train``). The harness adds ``--seed``
+(seeding every generator; a ``seed`` parameter receives it), ``--threads`` and ``--out FILE`` and prints
+one JSON object: name, command, machine, date, seed, settings, results. A result with ``"passed":
+false`` makes the command exit with status 1. Timings: warm-up calls first, untimed, then timed repeats,
+summarised by their median and interquartile range.
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 import typing
@@ -36,12 +32,10 @@ from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parents[1]
 # The modules whose benchmarks `python -m benchmarks` runs, in the order its help lists them.
-MODULES = ("speed", "pipeline", "quality", "reliability", "fault_injection", "photos32")
+MODULES = ("speed", "pipeline", "quality", "reliability", "photos32")
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 Clock = Callable[[], float]
-STDERR = (
-    2  # where subprocesses write: stdout carries only the report (a file descriptor: it survives capture)
-)
+STDERR = 2  # where subprocesses write: stdout carries only the report (a descriptor survives capture)
 
 
 def benchmark(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -134,21 +128,15 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def machine() -> dict[str, Any]:
-    """What a timing depends on: CPU model and fast-path flags, cores, threads, library versions."""
-    from vaelab.perf import cpu_features
+def report(name: str, argv: list[str], settings: dict[str, Any], seed: int, results: Any) -> dict[str, Any]:
+    """The one JSON schema of every benchmark's output; the machine is what a timing depends on (CPU
+    model and fast-path flags, cores, threads, library versions)."""
     from vaelab.runtime import environment
 
-    flags = [flag for flag, present in cpu_features().items() if present]
-    return environment() | {"cpu_flags": flags, "cores_usable": usable_cores()}
-
-
-def report(name: str, argv: list[str], settings: dict[str, Any], seed: int, results: Any) -> dict[str, Any]:
-    """The one JSON schema of every benchmark's output."""
     return {
         "name": name,
         "command": shlex.join(["python", "-m", "benchmarks", *argv]),
-        "machine": machine(),
+        "machine": environment() | {"cores_usable": usable_cores()},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": seed,
         "settings": settings,
@@ -234,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if isinstance(results, dict) and results.get("passed") is False else 0
 
 
-def in_subprocess(fn: Callable[..., Any], **kwargs: Any) -> Any:
-    """``fn(**kwargs)`` in a fresh Python process (its own compile caches, threads and peak memory); its
-    result comes back as the last line of the child's stdout, in JSON."""
+def in_subprocess(fn: Callable[..., Any] | str, python: object = sys.executable, **kwargs: Any) -> Any:
+    """``fn(**kwargs)`` in a fresh Python process (its own compile caches, threads and peak memory) of
+    ``python``, ``fn`` a function or "module:name"; its result comes back in JSON, on stdout's last line."""
+    module, name = fn.split(":") if isinstance(fn, str) else (fn.__module__, fn.__name__)
     code = "import json, sys; from {} import {} as f; print(json.dumps(f(**json.loads(sys.argv[1]))))"
-    cli = [sys.executable, "-c", code.format(fn.__module__, fn.__name__), json.dumps(kwargs, default=str)]
+    cli = [str(python), "-c", code.format(module, name), json.dumps(kwargs, default=str)]
     done = subprocess.run(cli, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -252,7 +241,39 @@ def vaelab(*args: object, processes: int = 1, threads: int | None = None) -> Non
     subprocess.run(cli, check=True, stdout=STDERR, env=env)
 
 
-def images_per_s(rows: list[dict[str, Any]]) -> float:
-    """Training images per second over a run's metrics rows: all images seen over all training seconds."""
-    rows = [r for r in rows if "train_seconds" in r]
-    return sum(r["images_per_s"] * r["train_seconds"] for r in rows) / sum(r["train_seconds"] for r in rows)
+def evaluate(model: object, *args: object) -> dict[str, Any]:
+    """``vaelab evaluate MODEL --split=test ARGS`` in a subprocess: its report."""
+    with tempfile.TemporaryDirectory() as out:
+        vaelab("evaluate", model, "--split=test", "--no-progress", *args, "--out", out)
+        return json.loads((Path(out) / "report.json").read_text())
+
+
+def train_cli(run_dir: object, *args: object, **launch: Any) -> dict[str, Any]:
+    """``vaelab train ARGS`` into ``run_dir`` in a subprocess (``launch``: as for :func:`vaelab`): what
+    its metrics.jsonl says of the training, and the command's wall seconds."""
+    from vaelab.io.metrics import read_metrics
+
+    start = time.perf_counter()
+    vaelab("train", *args, "--run-dir", run_dir, "--no-progress", **launch)
+    rows = [row for row in read_metrics(run_dir) if "train_seconds" in row]
+    seconds = sum(row["train_seconds"] for row in rows)
+    images = sum(row["images_per_s"] * row["train_seconds"] for row in rows)
+    return {
+        "train_seconds": seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "images_per_s": images / seconds,  # all images seen over all training seconds
+        "images_seen": round(images),
+        "steps": rows[-1]["step"],
+        "final_train_loss": rows[-1]["train_loss"],
+        "peak_rss_mb": rows[-1]["peak_rss_mb"],  # the training process's high-water mark
+    }
+
+
+def train_in_process(config: Any, run_dir: Path | None = None, **kwargs: Any) -> tuple[Any, float]:
+    """``vaelab.training.train`` into ``run_dir`` (kept) or a scratch directory: result, wall seconds."""
+    from vaelab.training import train
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(config, run_dir or Path(tmp) / "run", progress=False, log=False, **kwargs)
+    return result, time.perf_counter() - start

@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.harness import REPO, STDERR, benchmark, images_per_s, vaelab
+from benchmarks.harness import REPO, STDERR, benchmark, evaluate, in_subprocess, train_cli
 from benchmarks.quality import feature_space
 from vaelab.data import DataConfig, to_float
 from vaelab.evaluation import compare_features, psnr, ssim
 from vaelab.evaluation.features import FeatureSpace
 from vaelab.evaluation.likelihood import mean_and_se
 from vaelab.generation import reconstruct, sample
-from vaelab.io.metrics import read_metrics
 from vaelab.models import VAE
 from vaelab.runtime import derive_seed
 
@@ -50,58 +49,57 @@ def data_path(given: Path | None) -> Path:
 
 
 @benchmark
-def photos32_peer(
-    data: Path | None = None,
-    minutes: float = 10.0,
-    latent: int = 32,
-    config: str = str(REPO / "configs" / "folder-rgb.yaml"),
+def photos32(
+    config: str = str(REPO / "configs" / "photos32.yaml"),
     overrides: tuple[str, ...] = (),
-    samples: int = 1000,
-    iw_samples: int = 100,
-    iw_subset: int | None = None,
+    data: Path | None = None,
+    iw_samples: int = 20,
+    subset: int | None = None,
+    n_samples: int | None = None,
+    run_dir: Path | None = None,
+    peer_minutes: float | None = None,
     feature_epochs: int | None = None,
     grids: Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """vaelab against pythae on photos32: same split, latent size and training-loop minutes, one scorer.
+    """One config trained on photos32 (by default the one-CPU-hour config), then `vaelab evaluate` on the
+    test split. --peer-minutes M: it and pythae's CIFAR ResNet VAE (in benchmarks/.venv-pythae, made on
+    first use) each train M minutes, one after the other, both scored by the same code from 8-bit images
+    (PSNR / SSIM; FD, precision, recall of --n-samples samples); --grids DIR: both sides' image grids."""
+    path, sets = data_path(data), [*overrides]
+    if peer_minutes:  # epochs unbounded: the clock is what stops it
+        sets = [f"train.max_minutes={peer_minutes}", "train.epochs=100000", *overrides]
+    options = {"subset": subset, "n-samples": n_samples, "seed": seed}
+    cli = [f"--iw-samples={iw_samples}", *(f"--{k}={v}" for k, v in options.items() if v is not None)]
+    with tempfile.TemporaryDirectory(prefix="photos32-") as tmp:
+        run = run_dir or Path(tmp) / "run"
+        training = train_cli(run, "--config", config, "--dataset", path, *(f"--set={s}" for s in sets))
+        # with a peer, both sides' sample quality is scored apart, by the same code
+        report = evaluate(run, "--dataset", path, *cli, *(["--no-sample-quality"] if peer_minutes else []))
+        if peer_minutes:
+            scored = peer(run, path, peer_minutes, n_samples or 1000, feature_epochs, grids, seed)
+            n_train, seen = scored["vaelab"]["train_images"], training["images_seen"]
+            training |= {"epochs": seen / n_train, "epochs_completed": seen // n_train}
+    keep = ("data", "elbo", "log_likelihood", "posterior", "reconstruction", "sample_quality", "timings_s")
+    out = {"config": config, "overrides": overrides, "training": training} | {k: report.get(k) for k in keep}
+    return out | ({"peer": scored} if peer_minutes else {})
 
-    One after the other (never side by side: they would share the cores), `vaelab train --config` and
-    pythae's VAE with the ResNet networks of its CIFAR benchmark (MSE, batch 64, Adam 1e-3), each for
-    --minutes. pythae runs in its own environment, benchmarks/.venv-pythae (made on first use with this
-    torch release; never a dependency of vaelab). Both are scored by the same code on the test split,
-    from 8-bit images: PSNR and SSIM of the decoded posterior means; FD, precision and recall of
-    --samples prior samples in one feature space of `vaelab evaluate` (photos32's labels are its source
-    photos, split by photo, so that classifier's test accuracy is 0 by construction: only the shared
-    net matters). vaelab also gets its test bits/dim (pythae's MSE decoder has no likelihood over
-    pixels). --grids writes each side's reconstruction and sample grids (PNG) there.
-    """
+
+def peer(
+    run: Path, path: Path, minutes: float, samples: int, epochs: int | None, grids: Path | None, seed: int
+) -> dict[str, Any]:
+    """pythae's side trained for ``minutes``, and both sides scored by the same code."""
     from vaelab.io.images import interleave_rows, save_grid
 
-    path = data_path(data)
-    with tempfile.TemporaryDirectory(prefix="photos32-peer-") as tmp:
-        run = Path(tmp) / "run"
-        # epochs unbounded: the clock is what stops it
-        sets = [
-            f"model.latent_dim={latent}",
-            "train.epochs=100000",
-            f"train.max_minutes={minutes}",
-            *overrides,
-        ]
-        vaelab_train = train_vaelab(path, run, config, sets)
-        vaelab_ll = test_bits_per_dim(path, run, Path(tmp) / "report", iw_samples, iw_subset, seed)
-        pythae_train, pythae_images = train_pythae(
-            path, Path(tmp) / "pythae.npz", minutes, latent, samples, seed
-        )
-        model = VAE.from_pretrained(run, device="cpu").eval()
-        saved = json.loads((run / "model" / "config.json").read_text())["data"]
-    train, test, space = feature_space(DataConfig(name="npz", path=str(path)), feature_epochs)
+    model = VAE.from_pretrained(run, device="cpu").eval()
+    saved = json.loads((run / "model" / "config.json").read_text())["data"]
+    with tempfile.TemporaryDirectory() as tmp:
+        options = {"data": path, "minutes": minutes, "latent": model.latent_dim, "samples": samples}
+        pythae_train, pythae_images = train_pythae(Path(tmp) / "pythae.npz", seed=seed, **options)
+    train, test, space = feature_space(DataConfig(name="npz", path=str(path)), epochs)
     # vaelab trains on the file's train images less its validation cut; pythae on all of them.
-    n_train, seen = (
-        len(train.split(saved["val_fraction"], saved["split_seed"])[0]),
-        vaelab_train["images_seen"],
-    )
-    vaelab_train |= {"train_images": n_train, "epochs": seen / n_train, "epochs_completed": seen // n_train}
-    vaelab_train["parameters"] = sum(p.numel() for p in model.parameters())
+    n_train = len(train.split(saved["val_fraction"], saved["split_seed"])[0])
+    parameters = sum(p.numel() for p in model.parameters())
     drawn = sample(model, samples, seed=derive_seed(seed, "samples"))  # vaelab evaluate's seed for samples
     recon = reconstruct(model, to_float(test.images, "none"))
     sides = {"vaelab": (to_uint8(recon), to_uint8(drawn)), "pythae": pythae_images}
@@ -110,76 +108,19 @@ def photos32_peer(
         save_grid(pairs, grids / f"{side}-reconstructions.png", nrow=per_row)
         save_grid(prior_samples[:64], grids / f"{side}-samples.png", nrow=8)
     scores = {side: score(*images, test.images, space, seed) for side, images in sides.items()}
-    vaelab_side = {"config": config, "overrides": overrides, "training": vaelab_train, **scores["vaelab"]}
     return {
-        "data": {"path": str(path), "test_images": len(test), "train_images": len(train)},
         "budget_minutes": minutes,
-        "latent_dim": latent,
-        "scoring": f"8-bit images; PSNR / SSIM of decoded posterior means vs the test images; FD / precision"
-        f" / recall of {samples} prior samples vs the {len(test)} test images",
+        "scoring": f"8-bit images; PSNR / SSIM of decoded posterior means vs the {len(test)} test images;"
+        f" FD / precision / recall of {samples} prior samples vs the test images",
         "feature_space": space.describe(),
-        "vaelab": vaelab_side | {"log_likelihood": vaelab_ll},
-        "pythae": {"training": pythae_train, **scores["pythae"], "log_likelihood": None},
+        "vaelab": {"train_images": n_train, "parameters": parameters, **scores["vaelab"]},
+        "pythae": {"training": pythae_train, **scores["pythae"]},
     }
 
 
-def train_vaelab(path: Path, run: Path, config: str, overrides: list[str]) -> dict[str, Any]:
-    """``vaelab train --config`` on photos32 into ``run``: its training facts from metrics.jsonl."""
-    start, sets = time.perf_counter(), [f"--set={s}" for s in overrides]
-    vaelab("train", "--config", config, "--dataset", path, "--run-dir", run, "--no-progress", *sets)
-    rows = [r for r in read_metrics(run) if "train_seconds" in r]
-    seconds = sum(r["train_seconds"] for r in rows)
-    return {
-        "train_seconds": seconds,
-        "wall_seconds": time.perf_counter() - start,
-        "steps": rows[-1]["step"],
-        "images_seen": round(images_per_s(rows) * seconds),
-        "final_train_loss": rows[-1]["train_loss"],
-    }
-
-
-def test_bits_per_dim(
-    path: Path, run: Path, out: Path, iw_samples: int, subset: int | None, seed: int
-) -> dict:
-    """The test log-likelihood section of ``vaelab evaluate`` (its sample quality is scored apart)."""
-    cli = [f"--iw-samples={iw_samples}", f"--seed={seed}", *([f"--subset={subset}"] if subset else [])]
-    cli += ["--split=test", "--no-sample-quality", "--no-progress", "--out", out]
-    vaelab("evaluate", run, "--dataset", path, *cli)
-    report = json.loads((out / "report.json").read_text())
-    keep = ("bits_per_dim", "bits_per_dim_se", "nll", "nll_se", "iw_samples", "images", "unit_note")
-    return {k: report["log_likelihood"].get(k) for k in keep} | {"neg_elbo_nats": -report["elbo"]["elbo"]}
-
-
-@benchmark
-def photos32_eval(
-    config: str = str(REPO / "configs" / "photos32.yaml"),
-    overrides: tuple[str, ...] = (),
-    data: Path | None = None,
-    iw_samples: int = 20,
-    subset: int | None = None,
-    n_samples: int | None = None,
-    run_dir: Path | None = None,
-) -> dict[str, Any]:
-    """One config trained on photos32, then `vaelab evaluate` on the test split: bits/dim, ELBO,
-    reconstruction PSNR / SSIM and sample FD / precision / recall. The default is the one-CPU-hour
-    config (its own budget; --set train.max_minutes=M for another); --run-dir keeps the run."""
-    path = data_path(data)
-    with tempfile.TemporaryDirectory(prefix="photos32-") as tmp:
-        run, out = run_dir or Path(tmp) / "run", Path(tmp) / "report"
-        training = train_vaelab(path, run, config, list(overrides))
-        cli = [
-            f"--iw-samples={iw_samples}",
-            *(f"--{k}={v}" for k, v in (("subset", subset), ("n-samples", n_samples)) if v),
-        ]
-        vaelab("evaluate", run, "--dataset", path, "--split=test", "--no-progress", "--out", out, *cli)
-        report = json.loads((out / "report.json").read_text())
-    keep = ("data", "elbo", "log_likelihood", "posterior", "reconstruction", "sample_quality", "timings_s")
-    return {"config": config, "overrides": overrides, "training": training} | {k: report[k] for k in keep}
-
-
-def train_pythae(data: Path, out: Path, minutes: float, latent: int, samples: int, seed: int) -> tuple:
-    """pythae's side in its own environment (made first if missing): its training facts, and its test
-    reconstructions and prior samples as uint8 tensors."""
+def train_pythae(out: Path, **options: Any) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
+    """pythae's side in its own environment (made if missing): its training, test reconstructions and
+    prior samples (uint8)."""
     python = VENV / "bin" / "python"
     probe = [str(python), "-c", "import pythae, torch; print(torch.__version__)"]
     if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
@@ -190,22 +131,11 @@ def train_pythae(data: Path, out: Path, minutes: float, latent: int, samples: in
         subprocess.run([*pip, TORCH], check=True, stdout=STDERR)
         subprocess.run([*pip, TORCH, PYTHAE], check=True, stdout=STDERR)
         subprocess.run(probe, check=True, stdout=STDERR)
-    options = {
-        "data": data,
-        "out": out,
-        "minutes": minutes,
-        "latent": latent,
-        "samples": samples,
-        "seed": seed,
-    }
-    cli = [python, REPO / "benchmarks" / "pythae_photos32.py", *(f"--{k}={v}" for k, v in options.items())]
     start = time.perf_counter()
-    done = subprocess.run([str(a) for a in cli], check=True, stdout=subprocess.PIPE, text=True)
-    training = json.loads(done.stdout.strip().splitlines()[-1]) | {
-        "wall_seconds": time.perf_counter() - start
-    }
+    training = in_subprocess("benchmarks.pythae_peer:photos32", python, out=out, **options)
     with np.load(out) as arrays:
-        return training, (torch.from_numpy(arrays["reconstructions"]), torch.from_numpy(arrays["samples"]))
+        images = torch.from_numpy(arrays["reconstructions"]), torch.from_numpy(arrays["samples"])
+    return training | {"wall_seconds": time.perf_counter() - start}, images
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -218,12 +148,9 @@ def score(
 ) -> dict:
     """Reconstruction and sample quality of uint8 (N, C, H, W) images against the test images."""
     x, r = to_float(test, "none"), to_float(recon, "none")
+    per_image = {"mse": ((r - x) ** 2).flatten(1).mean(1), "psnr": psnr(r, x), "ssim": ssim(r, x)}
     out: dict[str, Any] = {}
-    for name, values in (
-        ("mse", ((r - x) ** 2).flatten(1).mean(1)),
-        ("psnr", psnr(r, x)),
-        ("ssim", ssim(r, x)),
-    ):
+    for name, values in per_image.items():
         out[name], out[f"{name}_se"] = mean_and_se(values)
     out["psnr_of_mean_mse"] = -10 * math.log10(out["mse"])
     return {
@@ -233,23 +160,16 @@ def score(
 
 
 @benchmark
-def lossless_codecs(
-    data: Path | None = None, split: str = "test", limit: int | None = None
-) -> dict[str, Any]:
-    """The floor a likelihood model must beat on photos32: bits/dim of off-the-shelf lossless codecs.
-
-    Pillow compresses each 32x32 patch alone as PNG (zlib level 9, optimised) and as lossless WebP
-    (method 6), and all patches tiled into one mosaic image, where the codec shares statistics across
-    patches as a model shares its weights. bits/dim = 8 x bytes / (N x 32 x 32 x 3); every file is
-    decoded again and checked to give the same pixels. About 1.5 minutes on one core for the 1,500 test
-    patches (--limit N: the first N).
-    """
+def lossless_codecs(data: Path | None = None, limit: int | None = None) -> dict[str, Any]:
+    """The floor a likelihood model must beat on photos32: bits/dim of Pillow's PNG and lossless WebP at
+    their strongest settings, each test patch alone and all tiled into one mosaic (where the codec shares
+    statistics across patches as a model shares its weights); every file must decode to the same pixels."""
     import PIL
     from PIL import Image, features
 
     path = data_path(data)
     with np.load(path, allow_pickle=False) as arrays:
-        patches = np.ascontiguousarray(arrays[f"{split}_images"][:limit])
+        patches = np.ascontiguousarray(arrays["test_images"][:limit])
 
     def size(image: np.ndarray, options: dict[str, Any]) -> int:
         buffer = io.BytesIO()
@@ -272,11 +192,8 @@ def lossless_codecs(
             "mosaic_bytes": mosaic_bytes,
             "mosaic_grid": f"{rows}x{n // rows}",
         }
-    versions = {
-        "pillow": PIL.__version__,
-        "libwebp": features.version("webp"),
-        "zlib": features.version("zlib"),
-    }
+    webp, zlib = features.version("webp"), features.version("zlib")
+    versions = {"pillow": PIL.__version__, "libwebp": webp, "zlib": zlib}
     settings = {name: {k: v for k, v in options.items() if k != "format"} for name, options in CODECS.items()}
-    data = {"path": str(path), "split": split, "patches": n, "shape": patches.shape[1:]}
+    data = {"path": str(path), "split": "test", "patches": n, "shape": patches.shape[1:]}
     return {"data": data, "settings": settings, "libraries": versions, "codecs": codecs}

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.harness import benchmark, images_per_s, in_subprocess
-from benchmarks.speed import SEED_CONFIG, SWITCHES
+from benchmarks.harness import benchmark, in_subprocess, train_cli, train_in_process
+from benchmarks.speed import SEED_CONFIG, build_model, switches
 from vaelab.config import load_config
 from vaelab.data import DataConfig, DataError, PackWriter, batches, load_dataset, to_float
 
@@ -24,23 +24,16 @@ def train_mnist(
     epochs: int = 5,
     config: str = SEED_CONFIG,
     overrides: tuple[str, ...] = (),
-    workers: int = 0,
     variants: tuple[str, ...] = ("vaelab", "vaelab-bf16", "vaelab-compile-bf16"),
 ) -> dict[str, Any]:
-    """vaelab's training loop against a conventional per-item DataLoader pipeline, epochs interleaved.
-
-    Both train the same model, objective, optimiser settings and seed with dynamic binarisation. In one
-    process per --variants entry (vaelab with switches joined by "-": bf16, compile, channels_last,
-    noflush), `vaelab.training.train` runs its own loop and, after each of its epochs, from its
-    on_epoch_end hook and outside its timed loop, the DataLoader pipeline (a torchvision-style Dataset,
-    --workers workers, eager fp32, torch's Adam) trains one epoch of its own model: epoch k of one is
-    timed seconds from epoch k of the other. Both are then scored on the test set (-ELBO, nats). The
-    ratio is the median over epochs 2.. of DataLoader seconds / vaelab seconds.
-    """
+    """How much faster is vaelab's training loop than a per-item DataLoader pipeline (torchvision-style
+    Dataset, eager fp32, torch's Adam) on the same model? One process per --variants entry (switches
+    joined by "-"), the pipelines' epochs alternating; the median over epochs 2.. of the time ratio, and
+    both models' test -ELBO."""
     results, threads = [], torch.get_num_threads()
     for variant in variants:
         print(f"{variant}, interleaved with the DataLoader pipeline ...", file=sys.stderr, flush=True)
-        settings = {"config": config, "overrides": list(overrides), "workers": workers, "threads": threads}
+        settings = {"config": config, "overrides": list(overrides), "threads": threads}
         results.append(in_subprocess(interleaved_epochs, variant=variant, epochs=epochs, **settings))
     return {"variants": results, "speedup_over_dataloader": {r["variant"]: r["speedup"] for r in results}}
 
@@ -65,30 +58,25 @@ class TorchvisionStyleMNIST(Dataset):
 
 
 def interleaved_epochs(
-    variant: str, epochs: int, config: str, overrides: list[str], workers: int, threads: int
+    variant: str, epochs: int, config: str, overrides: list[str], threads: int
 ) -> dict[str, Any]:
     """One variant against the DataLoader pipeline, in this process: epoch times and both test -ELBOs."""
     from vaelab.evaluation import evaluate_elbo
-    from vaelab.models import VAE
     from vaelab.objectives import build_objective
     from vaelab.perf import flush_denormals
-    from vaelab.runtime import derive_seed, peak_rss_mb, seed_everything
-    from vaelab.training import prepare_data, train
-    from vaelab.training.trainer import resolve_model_config
+    from vaelab.runtime import derive_seed, peak_rss_mb
+    from vaelab.training import prepare_data
 
     torch.set_num_threads(threads)
-    switches = [o for key, opts in SWITCHES.items() if key in variant.split("-") for o in opts]
-    c = load_config(config, [f"train.epochs={epochs}", "train.device=cpu", *overrides, *switches])
+    c = load_config(config, [f"train.epochs={epochs}", "train.device=cpu", *overrides, *switches(variant)])
     test, (train_set, val_set) = load_dataset(c.data, "test", progress=False), prepare_data(c, progress=False)
     # The conventional model: same architecture and seed, eager fp32, torch's default Adam.
-    seed_everything(c.train.seed)
-    resolved = resolve_model_config(c, train_set.image_shape)
-    conventional, objective = VAE(resolved.model), build_objective(resolved.objective)
+    resolved, conventional = build_model(c, train_set.image_shape)
+    objective = build_objective(resolved.objective)
     opt = torch.optim.Adam(conventional.parameters(), lr=c.train.lr, betas=c.train.betas)
     data = TorchvisionStyleMNIST(train_set.images[:, 0], train_set.labels)
     gen = torch.Generator().manual_seed(c.train.seed)
-    workers_kept = {"num_workers": workers, "persistent_workers": workers > 0}
-    loader = DataLoader(data, c.train.batch_size, shuffle=True, generator=gen, **workers_kept)
+    loader = DataLoader(data, c.train.batch_size, shuffle=True, generator=gen)
     dataloader_seconds: list[float] = []
 
     def conventional_epoch(row: dict[str, Any]) -> None:
@@ -106,9 +94,7 @@ def interleaved_epochs(
             dataloader_seconds.append(time.perf_counter() - start)
         torch.set_rng_state(rng)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = (train_set, val_set)
-        result = train(c, Path(tmp) / "run", progress=False, data=data, on_epoch_end=conventional_epoch)
+    result, _ = train_in_process(c, data=(train_set, val_set), on_epoch_end=conventional_epoch)
     vaelab_seconds = [r["train_seconds"] for r in result.history]
     ratios = [d / v for d, v in zip(dataloader_seconds, vaelab_seconds, strict=True)]
     later = slice(1 if epochs > 1 else 0, None)  # epoch 1 carries the warm-up (and compilation)
@@ -149,11 +135,15 @@ def packed_data(
     """Data larger than memory: pack >= --gigabytes of pixels (MNIST training digits, else the embedded
     ones, shifted at random), train the seed VAE on them through memory maps and on MNIST in memory,
     twice each in turn, each run in its own process (so each peak RSS is its own): images/s, peak RSS."""
+    cli = ["--config", SEED_CONFIG, "--device=cpu", "--epochs=1000", f"--set=train.max_steps={steps}"]
+    cli += ["--set=data.val_fraction=0.002", "--set=train.image_every=1000"]
+    cli += [f"--set={o}" for o in overrides]
     with tempfile.TemporaryDirectory(dir=workdir, prefix="vaelab-packed-") as tmp:
         packed = Path(tmp) / "packed"
-        built = pack_digits(packed, gigabytes)
-        settings = {"packed": str(packed), "steps": steps, "overrides": list(overrides)}
-        runs = [in_subprocess(train_steps, kind=kind, **settings) for kind in ("memory", "packed") * 2]
+        built, runs = pack_digits(packed, gigabytes), []
+        for kind in ("memory", "packed") * 2:
+            where = ["--set=data.name=packed", f"--set=data.path={packed}"] if kind == "packed" else []
+            runs.append({"path": kind} | train_cli(Path(tmp) / f"run-{len(runs)}", *cli, *where))
     best = {kind: max(r["images_per_s"] for r in runs if r["path"] == kind) for kind in ("memory", "packed")}
     return {
         "packed_set": built,
@@ -178,19 +168,3 @@ def pack_digits(out: Path, gigabytes: float, chunk: int = 100_000) -> dict[str, 
         writer.append(np.roll(picked, int(rng.integers(-2, 3)), axis=-1))
     writer.close()
     return {"images": total, "bytes": total * src[0].size, "pack_seconds": time.perf_counter() - start}
-
-
-def train_steps(kind: str, packed: str, steps: int, overrides: list[str]) -> dict[str, Any]:
-    """Train the seed VAE ``steps`` steps on the packed set or in memory: its speed and peak RSS."""
-    from vaelab.runtime import peak_rss_mb
-    from vaelab.training import train
-
-    sets = [f"train.max_steps={steps}", "train.epochs=1000", "train.device=cpu", "data.val_fraction=0.002"]
-    sets += ["train.image_every=1000", *overrides]
-    if kind == "packed":
-        sets += ["data.name=packed", f"data.path={packed}"]
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        rows = train(load_config(SEED_CONFIG, sets), Path(tmp) / "run", progress=False, log=False).history
-    speed = {"images_per_s": images_per_s(rows), "wall_seconds": time.perf_counter() - start}
-    return {"path": kind, "steps": rows[-1]["step"], "peak_rss_mb": peak_rss_mb()} | speed

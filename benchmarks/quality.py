@@ -1,5 +1,5 @@
-"""How good the models are: test NLL against training minutes, sample quality per prior and temperature,
-its reference points, and the control targets (conditional samples, beta-TCVAE's MIG)."""
+"""How good the models are: test NLL against training minutes, sample quality and its reference points,
+and the control targets (conditional samples, beta-TCVAE's MIG)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,16 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import REPO, benchmark, vaelab
+from benchmarks.harness import REPO, benchmark, evaluate, train_in_process
 from vaelab.config import load_config
 from vaelab.data import DataConfig, load_dataset, to_float
 from vaelab.evaluation import compare_features, in_memory
 from vaelab.evaluation.features import FeatureNetConfig, FeatureSpace, load_feature_space
 from vaelab.generation import encode_mean, sample
 from vaelab.models import VAE, resolve_model_dir
-from vaelab.training import train
 
 # Published test NLLs on MNIST with dynamic binarisation, K = 5000 (Burda et al. 2015, table 1).
 BURDA_2015 = {
-    "VAE, 1 stochastic layer (Burda et al. 2015)": 86.76,
     "VAE, 2 stochastic layers (Burda et al. 2015)": 85.33,
     "IWAE, 2 stochastic layers, k=50 (Burda et al. 2015)": 82.90,
 }
@@ -37,26 +35,22 @@ def feature_space(data: DataConfig, epochs: int | None = None) -> tuple[Any, Any
     from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
 
     train, test = (in_memory(load_dataset(data, split, progress=False)) for split in ("train", "test"))
-    net = (
-        FeatureNetConfig(image_shape=train.image_shape, num_classes=train.num_classes, epochs=epochs)
-        if epochs
-        else None
-    )
+    net = None
+    if epochs:
+        net = FeatureNetConfig(image_shape=train.image_shape, num_classes=train.num_classes, epochs=epochs)
     space = load_feature_space(in_memory(train, FEATURE_TRAIN_LIMIT), test, config=net)
     return train, test, space
 
 
 @benchmark
-def feature_references(
-    dataset: str = "mnist", n: int = 10_000, blur_sigma: float = 1.0, seed: int = 0
-) -> dict:
-    """Reference points for sample quality, against the test split in the feature space of `vaelab
-    evaluate`: --n real training images (the floor) and the test images blurred with a Gaussian."""
+def feature_references(dataset: str = "mnist", n: int = 10_000, seed: int = 0) -> dict:
+    """Reference points for sample quality in the feature space of `vaelab evaluate`, against the test
+    split: --n real training images (the floor) and the test images blurred (Gaussian, sigma 1 px)."""
     train_set, test_set, space = feature_space(DataConfig(name=dataset))
     real = space.embed(test_set.images)
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n]
-    radius = max(1, round(3 * blur_sigma))  # a separable Gaussian, zero padding
-    g = torch.exp(-(torch.arange(-radius, radius + 1.0) ** 2) / (2 * blur_sigma**2))
+    radius = 3  # a separable Gaussian of sigma 1 px, cut at 3 sigma, zero padding
+    g = torch.exp(-(torch.arange(-radius, radius + 1.0) ** 2) / 2)
     blurred, c = test_set.images.float(), test_set.images.shape[1]
     for kernel, pad in ((g.view(1, 1, -1, 1), (radius, 0)), (g.view(1, 1, 1, -1), (0, radius))):
         blurred = F.conv2d(blurred, (kernel / g.sum()).expand(c, -1, -1, -1), padding=pad, groups=c)
@@ -76,27 +70,22 @@ def nll_vs_minutes(
     reuse: tuple[Path, ...] = (),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Test-set NLL against training minutes, from the snapshots of runs trained with
-    train.snapshot_every: each snapshot (EMA weights included, with its cumulative training minutes)
-    through `vaelab evaluate` on --subset seeded test images at K = --iw-samples, each in its own process.
-    --plot draws NLL against minutes, one line per run (and per run of the --reuse reports), with the
-    published reference lines.
-    """
+    """Test NLL against training minutes: each snapshot of runs trained with train.snapshot_every through
+    `vaelab evaluate` (--subset seeded test images, K = --iw-samples); --plot draws one line per run, the
+    runs of --reuse reports included, beside the published reference lines."""
     rows = []
     for report in reuse:
         saved = json.loads(report.read_text())
         rows += [{**row, "reused_from": str(report)} for row in saved.get("results", saved)["rows"]]
     cli = [f"--iw-samples={iw_samples}", f"--subset={subset}", f"--seed={seed}", f"--precision={precision}"]
-    cli += ["--split=test", "--no-sample-quality", "--no-progress", *(["--compile"] if compile else [])]
+    cli += ["--no-sample-quality", *(["--compile"] if compile else [])]
     keep = ("iw_samples", "images", "nll", "nll_se", "bits_per_dim", "k_gap", "seconds")
     for run in runs:
         snapshots = sorted((run / "snapshots").glob("epoch-*"))
         if not snapshots:
             raise SystemExit(f"{run}: no snapshots; train with --set train.snapshot_every=N")
         for snapshot in snapshots:
-            with tempfile.TemporaryDirectory() as out:
-                vaelab("evaluate", snapshot, *cli, "--out", out)
-                report = json.loads((Path(out) / "report.json").read_text())
+            report = evaluate(snapshot, *cli)
             saved = json.loads((snapshot / "config.json").read_text())
             row = {"run": str(run), "snapshot": str(snapshot), "epoch": saved["epoch"]}
             row |= {"train_minutes": saved["train_minutes"], "neg_elbo": -report["elbo"]["elbo"]}
@@ -119,7 +108,7 @@ def plot_nll(rows: list[dict[str, Any]], path: Path) -> None:
         minutes, nll, se = ([r[k] for r in mine] for k in ("train_minutes", "nll", "nll_se"))
         ax.errorbar(minutes, nll, yerr=se, marker="o", capsize=3, label=Path(run).name)
     low, high = min(r["nll"] for r in rows), max(r["nll"] for r in rows)
-    for (name, value), style in zip(list(BURDA_2015.items())[1:], ("--", ":"), strict=True):
+    for (name, value), style in zip(BURDA_2015.items(), ("--", ":"), strict=True):
         if low - 10 <= value <= high + 10:  # binarised-MNIST references: off the scale of 8-bit nats
             ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=f"{name}: {value}")
     k, n = rows[0]["iw_samples"], rows[0]["images"]
@@ -141,15 +130,9 @@ def sample_sweep(
     via_disk: bool = False,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Sample quality of one trained model (a run or saved-model directory) per prior and temperature.
-
-    For each pair, --n samples (decoder means, seeded) against the test split in the feature space of
-    `vaelab evaluate`: Frechet distance with its bootstrap error, precision and recall (k = 3). Priors:
-    the model's own (standard_normal) and a --components full-covariance GMM fitted to the training
-    images' posterior means of the top latent (gmm, Ghosh et al. 2020); --via-disk saves it beside a
-    scratch copy of the model and reads it back as `vaelab sample --prior gmm` does. A temperature is
-    one number for every stochastic layer or a comma list, one per layer, top first.
-    """
+    """Sample quality of a trained model per prior and temperature (a number, or one per layer, top first,
+    comma-separated): FD, precision and recall of --n samples against the test split; gmm is a GMM fitted
+    to the top latent's posterior means (--via-disk: saved and read back as `vaelab sample --prior gmm`)."""
     from vaelab.generation.gmm_prior import fit_gmm_prior, load_gmm_prior, save_gmm_prior
 
     model_dir = resolve_model_dir(model)
@@ -188,14 +171,13 @@ def control_conditional(
     overrides: tuple[str, ...] = (),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Conditional MNIST: is a sample the class asked for? Trains configs/cvae.yaml (the seed MLP with
-    the label fed to encoder and decoder) and classifies --per-class samples of each class (temperature
-    1) with the evaluation classifier (the feature net of `vaelab evaluate`); --save keeps the run."""
+    """Conditional MNIST: is a sample the class asked for? configs/cvae.yaml's samples of each class,
+    classified by the feature net of `vaelab evaluate`; --save keeps the run."""
     from vaelab.generation.conditional import balanced_labels
 
     sets = [f"train.epochs={epochs}", f"model.latent_dim={latent_dim}", f"train.seed={seed}", *overrides]
     config = load_config(REPO / "configs" / "cvae.yaml", sets)
-    result, train_seconds = train_kept(config, save)
+    result, train_seconds = train_in_process(config, save)
     k = result.model.num_classes
     _, _, space = feature_space(DataConfig(name=config.data.name))
     labels = balanced_labels(per_class * k, list(range(k)))
@@ -219,31 +201,25 @@ def control_conditional(
 def control_mig(
     steps: int = 4000,
     batch_size: int = 256,
-    beta: float = 6.0,
-    estimator: Literal["mws", "mss"] = "mss",
     objective: Literal["both", "vae", "beta_tcvae"] = "both",
     save: Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """beta-TCVAE against the plain VAE on the dsprites dataset: the same MLP (4096-512-256-z10 and back)
-    trained with each objective, the MIG of the test split's posterior means; --save keeps the runs."""
+    """Does beta-TCVAE (beta 6, mss) disentangle more than a plain VAE? The MIG of dsprites' test posterior
+    means after training one MLP with each objective; --save keeps the runs."""
     from vaelab.evaluation.disentanglement import mutual_information_gap
 
-    base = ["data.name=dsprites", "model.latent_dim=10", "model.encoder.hidden_dims=[512,256]"]
-    base += ["model.decoder.hidden_dims=[256,512]", f"train.max_steps={steps}", "train.epochs=1000"]
-    base += [
-        f"train.batch_size={batch_size}",
-        "train.lr=1e-3",
-        "train.image_every=1000",
-        f"train.seed={seed}",
-    ]
-    tcvae = ["objective.name=tcvae", f"objective.beta={beta}", f"objective.estimator={estimator}"]
+    base = ["data.name=dsprites", "model.latent_dim=10", "train.lr=1e-3", "train.image_every=1000"]
+    base += ["model.encoder.hidden_dims=[512,256]", "model.decoder.hidden_dims=[256,512]"]
+    base += [f"train.max_steps={steps}", "train.epochs=1000", f"train.batch_size={batch_size}"]
+    base += [f"train.seed={seed}"]
+    tcvae = ["objective.name=tcvae", "objective.beta=6", "objective.estimator=mss"]
     objectives = {"vae": ["objective.name=elbo"], "beta_tcvae": tcvae}
     test = load_dataset(DataConfig(name="dsprites"), "test", progress=False)
     grid = dict(zip(test.factor_names, test.factor_sizes, strict=True))
     out: dict[str, Any] = {"test_images": len(test), "factor_grid": grid}
     for name, extra in objectives.items() if objective == "both" else [(objective, objectives[objective])]:
-        result, seconds = train_kept(load_config(None, base + extra), save and save / name)
+        result, seconds = train_in_process(load_config(None, base + extra), save and save / name)
         z = encode_mean(result.model, to_float(test.images))
         score = mutual_information_gap(z, test.factors, test.factor_names)
         out[name] = {"objective": extra, "train_seconds": seconds, "val_elbo": result.history[-1]["val_elbo"]}
@@ -251,11 +227,3 @@ def control_mig(
     if objective == "both":
         out["target_met"] = out["beta_tcvae"]["mig"] > out["vae"]["mig"]
     return out
-
-
-def train_kept(config: Any, save: Path | None) -> tuple[Any, float]:
-    """Train ``config`` into ``save`` (kept) or a scratch directory; the result and its wall seconds."""
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train(config, save or Path(tmp) / "run", progress=False, log=False)
-    return result, time.perf_counter() - start

@@ -1,5 +1,6 @@
-"""Whether vaelab holds up: training at too high a learning rate, bad inputs at the command line, and the
-web app's latency under a moving slider."""
+"""Whether vaelab holds up: training at too high a learning rate, bad inputs at the command line, SIGKILL
+at random moments (tests/training/test_resilience.py drives the same functions), and the web app's
+latency under a moving slider."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import errno
 import io
 import itertools
 import math
+import os
 import pickle
+import random
+import signal
 import socket
 import subprocess
 import sys
@@ -22,8 +26,8 @@ from unittest import mock
 
 import numpy as np
 
-from benchmarks.harness import REPO, benchmark, measure
-from benchmarks.speed import SEED_CONFIG
+from benchmarks.harness import REPO, benchmark, measure, train_in_process
+from benchmarks.speed import SEED_CONFIG, build_model
 from vaelab.config import load_config
 from vaelab.data import load_dataset
 
@@ -31,59 +35,63 @@ GUARDS = ["train.skip_nonfinite=true", "train.grad_clip=200", "train.skip_thresh
 GUARDS += ["train.lr_warmup_steps=500", "train.kl_anneal=linear", "train.kl_anneal_steps=2000"]
 EPOCH_KEYS = ("epoch", "train_elbo", "val_elbo", "skipped_updates", "skipped_nonfinite", "skipped_large_grad")
 EPOCH_KEYS += ("clipped_updates", "grad_norm_mean", "grad_norm_max", "val_active_units", "train_minutes")
+EXPLODE = 1e4  # a training -ELBO past this many nats counts as diverged
+# The ordinary `vaelab train`, wrapped only to log each finished optimiser step to a file, so that the
+# harness knows how many steps a kill threw away.
+CHILD = """
+import os, sys, torch
+from vaelab.cli import main
+log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+original = torch.optim.Adam.step
+def step(self, *a, **k):
+    out = original(self, *a, **k)
+    os.write(log, b"s\\n")
+    return out
+torch.optim.Adam.step = step
+sys.exit(main(sys.argv[2:]))
+"""
+# A small MLP on the synthetic set, one thread.
+TINY = ["data.binarize=dynamic", "model.latent_dim=4", "train.batch_size=16", "train.num_threads=1"]
+TINY += ["model.encoder.hidden_dims=[64]", "model.decoder.hidden_dims=[64]", "train.image_every=1000"]
 
 
 @benchmark
 def stability(
     epochs: int = 3,
     lr: float = 1e-2,
-    logvar_bound: float | None = None,
-    explode: float = 1e4,
     cases: tuple[str, ...] = ("reference", "unguarded", "guarded"),
     overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """A config that diverges without the guards completes with them: the seed MLP on MNIST.
-
-    reference: configs/seed.yaml as published (lr 1e-3), no guards; unguarded: --lr, every guard off;
-    guarded: --lr with the stabilisers of docs/training.md (NaN guard, clipping, update skipping,
-    learning-rate and KL warm-up). --logvar-bound B widens the posterior's log-variance clamp to +-B.
-    A run diverges when a weight goes non-finite (the trainer refuses to save it) or its training -ELBO
-    passes --explode nats; completed runs are scored on the test set (-ELBO, binarised once, seed 0).
-    """
-    base = [f"train.epochs={epochs}", "train.device=cpu", "train.grid_samples=16", "train.image_every=1000"]
-    base += ["train.grid_reconstructions=8", *overrides]
-    wide = []
-    if logvar_bound:  # the posterior's log-variance clamp widened to +-B
-        wide = [f"model.posterior.logvar_min={-logvar_bound}", f"model.posterior.logvar_max={logvar_bound}"]
-    settings = {
-        "reference": [*base, "train.skip_nonfinite=false"],
-        "unguarded": [*base, f"train.lr={lr}", *wide, "train.skip_nonfinite=false"],
-        "guarded": [*base, f"train.lr={lr}", *wide, *GUARDS],
-    }
+    """Do the guards (docs/training.md) save a run at --lr? The seed MLP as published (reference), and at
+    --lr without (unguarded) and with them (guarded): how each ended (a non-finite weight or a training
+    -ELBO past 10^4 nats is a divergence) and the test -ELBO of those that completed."""
     from vaelab.training import prepare_data
 
+    base = [f"train.epochs={epochs}", "train.device=cpu", "train.grid_samples=16", "train.image_every=1000"]
+    base += ["train.grid_reconstructions=8", *overrides]
+    settings = {
+        "reference": [*base, "train.skip_nonfinite=false"],
+        "unguarded": [*base, f"train.lr={lr}", "train.skip_nonfinite=false"],
+        "guarded": [*base, f"train.lr={lr}", *GUARDS],
+    }
     config = load_config(SEED_CONFIG, base)
     data, test = prepare_data(config, progress=False), load_dataset(config.data, "test", progress=False)
-    out: dict[str, Any] = {"logvar_clamp": [-logvar_bound, logvar_bound] if logvar_bound else "the default"}
     with tempfile.TemporaryDirectory(prefix="vaelab-stability-") as tmp:
-        for name in cases:
-            out[name] = guarded_run(settings[name], data, test, Path(tmp) / name, explode)
-    return out
+        return {name: guarded_run(settings[name], data, test, Path(tmp) / name) for name in cases}
 
 
-def guarded_run(overrides: list[str], data: Any, test: Any, run_dir: Path, explode: float) -> dict[str, Any]:
+def guarded_run(overrides: list[str], data: Any, test: Any, run_dir: Path) -> dict[str, Any]:
     """Train one case and say how it ended: completed (with its test -ELBO) or diverged, and why."""
     import torch
 
     from vaelab.evaluation import evaluate_elbo
     from vaelab.io.metrics import read_metrics
-    from vaelab.models import VAE
-    from vaelab.training import PoisonedWeightsError, train
+    from vaelab.training import PoisonedWeightsError
 
-    start, error = time.perf_counter(), None
+    error, start = None, time.perf_counter()
     try:
-        config = load_config(SEED_CONFIG, overrides)
-        history = train(config, run_dir, progress=False, log=False, data=data).history
+        result, _ = train_in_process(load_config(SEED_CONFIG, overrides), run_dir, data=data)
+        history = result.history
     except PoisonedWeightsError as exc:
         history, error = read_metrics(run_dir), str(exc)
     worst = max((-h["train_elbo"] for h in history), default=float("nan"))
@@ -91,11 +99,11 @@ def guarded_run(overrides: list[str], data: Any, test: Any, run_dir: Path, explo
     out["epochs"] = [{k: rounded(h.get(k)) for k in EPOCH_KEYS} for h in history]
     if error is not None:
         out |= {"status": "diverged: non-finite weights, refused to save them", "error": error}
-    elif not math.isfinite(worst) or worst > explode:
-        out["status"] = f"diverged: training -ELBO reached {worst:.4g} nats (> {explode:g})"
+    elif not math.isfinite(worst) or worst > EXPLODE:
+        out["status"] = f"diverged: training -ELBO reached {worst:.4g} nats (> {EXPLODE:g})"
     else:
         torch.manual_seed(0)
-        elbo = evaluate_elbo(VAE.from_pretrained(run_dir), test, batch_size=1000, binarize="dynamic", seed=0)
+        elbo = evaluate_elbo(result.model, test, batch_size=1000, binarize="dynamic", seed=0)
         out |= {"status": "completed", "test_neg_elbo": rounded(-elbo["elbo"])}
     print(f"{run_dir.name}: {out['status']}", file=sys.stderr)
     for key in ("skipped_updates", "clipped_updates"):
@@ -151,13 +159,11 @@ def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
         def __reduce__(self) -> tuple[Any, ...]:
             return (open, (str(tmp / "pwned"), "w"))
 
-    run_dir = tmp / "run"
+    run_dir, model = tmp / "run", tmp / "run" / "model"
     good = npz("good", (np.random.default_rng(0).random((60, 8, 8)) * 255).astype(np.uint8))
     assert main(["train", "--dataset", str(good), "--run-dir", str(run_dir), *tiny]) == 0
-    ckpt, weights, cfg = (
-        run_dir / f for f in ("checkpoint.pt", "model/model.safetensors", "model/config.json")
-    )
-    resume, sample = ["train", "--resume", run_dir], ["sample", run_dir / "model", "--out", tmp / "s.npz"]
+    ckpt, weights, cfg = run_dir / "checkpoint.pt", model / "model.safetensors", model / "config.json"
+    resume, sample = ["train", "--resume", run_dir], ["sample", model, "--out", tmp / "s.npz"]
     payload = pickle.dumps({"version": 1, "model": Payload()})
     name = "checkpoint carrying a pickle payload (would create a file)"
     broken(ckpt, payload, name, resume, lambda: not (tmp / "pwned").exists())
@@ -169,11 +175,9 @@ def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
     broken(weights, bytes(flipped), "altered safetensors weights (one bit flipped)", sample)
     wrong_type = cfg.read_text().replace('"latent_dim": 32', '"latent_dim": "big"').encode()
     broken(cfg, wrong_type, "model config.json with a wrong type", sample)
-    for name, value, run in (
-        ("of the wrong type", "train.epochs=many", "x1"),
-        ("out of range", "train.lr=-0.1", "x2"),
-    ):
-        record(f"config value {name}", ["train", "--dataset", good, f"--set={value}", "--run-dir", tmp / run])
+    train = ["train", "--dataset", good, "--run-dir"]
+    record("config value of the wrong type", [*train, tmp / "x1", "--set=train.epochs=many"])
+    record("config value out of range", [*train, tmp / "x2", "--set=train.lr=-0.1"])
     (tmp / "typo.yaml").write_text("train:\n  epoch: 3\n")
     record("config with an unknown key", ["train", "--config", tmp / "typo.yaml", "--run-dir", tmp / "x3"])
     (tmp / "evil.yaml").write_text("!!python/object/apply:os.system ['touch pwned']\n")
@@ -203,11 +207,9 @@ def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
 
 @benchmark
 def serve_latency(models: tuple[str, ...] = (), requests: int = 1000, warmup: int = 100) -> dict[str, Any]:
-    """Latency of the web app's requests, measured from a second process against `vaelab serve` (uvicorn
-    on 127.0.0.1) over one keep-alive connection, as the page sends them while a latent slider moves:
-    decode one new z ~ N(0, I) into one PNG in JSON; then sample 16 images and reconstruct one. Latency
-    does not depend on what the weights learned: by default the seed MLP and the conv VAE at 1x28x28
-    with fresh weights; --models times trained ones. The target: a decode's p95 under 30 ms."""
+    """Does the web app keep up with a latent slider (a decode's p95 under 30 ms)? The latency of `vaelab
+    serve`'s decode, sample-16 and reconstruct requests over one keep-alive connection, for fresh seed
+    and conv models at 1x28x28 (latency does not depend on the weights) or the trained --models."""
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
@@ -219,11 +221,7 @@ def serve_latency(models: tuple[str, ...] = (), requests: int = 1000, warmup: in
         server = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
-                deadline = time.monotonic() + 120
-                while not is_up(client, server):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the server did not answer within 120 s")
-                    time.sleep(0.2)
+                wait_until_up(client, server)
                 served = client.get("/api/models").json()
                 results = {m["id"]: request_latencies(client, m, requests, warmup) for m in served}
         finally:
@@ -235,28 +233,23 @@ def serve_latency(models: tuple[str, ...] = (), requests: int = 1000, warmup: in
 
 def fresh_model(name: str, directory: Path) -> Path:
     """``configs/{name}.yaml``'s model at 1x28x28 with fresh weights, saved."""
-    import torch
-
-    from vaelab.config import read_yaml
-    from vaelab.models import VAE, ModelConfig
-
-    torch.manual_seed(0)
-    section = read_yaml(REPO / "configs" / f"{name}.yaml")["model"]
-    model = VAE(ModelConfig.model_validate({**section, "image_shape": (1, 28, 28)}))
+    _, model = build_model(load_config(REPO / "configs" / f"{name}.yaml"))
     return model.save_pretrained(directory / f"{name}-mnist")
 
 
-def is_up(client: Any, server: subprocess.Popen) -> bool:
-    """Whether the server answers its health check yet; raises if it has exited."""
+def wait_until_up(client: Any, server: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll the server's health check until it answers; raise if it exits or is silent for ``seconds``."""
     import httpx
 
-    if server.poll() is not None:
-        raise RuntimeError(
-            f"the server exited with status {server.returncode}: {server.stderr.read()[-2000:]}"
-        )
-    with contextlib.suppress(httpx.HTTPError):
-        return client.get("/api/health", timeout=1.0).status_code == 200
-    return False
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}): {server.stderr.read()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if client.get("/api/health", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not answer within {seconds:g} s")
 
 
 def request_latencies(client: Any, model: dict[str, Any], requests: int, warmup: int) -> dict[str, Any]:
@@ -282,3 +275,103 @@ def request_latencies(client: Any, model: dict[str, Any], requests: int, warmup:
     for name, t in timings.items():
         out[name] = t.summary("ms") | {"p95_ms": t.quantile(0.95) * 1e3, "p99_ms": t.quantile(0.99) * 1e3}
     return out
+
+
+def count_lines(path: Path) -> int:
+    """Lines in ``path`` (0 when it does not exist yet): the steps a child has logged."""
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def make_data(path: Path) -> Path:
+    """2,400 synthetic 12x12 images (bright squares on noise), so the experiment needs no downloads."""
+    from vaelab.data.synthetic import quadrant_squares
+
+    images, labels = quadrant_squares(2400, 12, 0)
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def train_args(data: Path, run_dir: Path, epochs: int, every: int, resume: bool) -> list[str]:
+    """``vaelab`` arguments of a fresh run (a checkpoint every ``every`` steps) or of its resume."""
+    common = ["--no-progress", "--epochs", str(epochs), "--device", "cpu"]
+    if resume:
+        return ["train", "--resume", str(run_dir), *common]
+    sets = [f"--set={s}" for s in [*TINY, f"train.checkpoint_every={every}"]]
+    return ["train", "--dataset", str(data), "--run-dir", str(run_dir), *common, *sets]
+
+
+def run_child(args: list[str], step_log: Path) -> subprocess.Popen:
+    """Start ``vaelab ARGS`` in a child that logs its optimiser steps to ``step_log``."""
+    cli = [sys.executable, "-c", CHILD, str(step_log), *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step in the run's checkpoint, loaded the safe way; raises if the file is corrupt."""
+    from vaelab.training import load_checkpoint
+
+    path = run_dir / "checkpoint.pt"
+    return int(load_checkpoint(path)["step"]) if path.exists() else None
+
+
+def finish(proc: subprocess.Popen) -> None:
+    """Wait for a child that must succeed; raise with its error output if it did not."""
+    if proc.wait() != 0:
+        raise RuntimeError(proc.stderr.read().decode())
+
+
+@benchmark
+def fault_injection(
+    kills: int = 20, epochs: int = 3, checkpoint_every: int = 5, seed: int = 0, workdir: Path | None = None
+) -> dict[str, Any]:
+    """SIGKILL training at random moments, resume each time, and check that no checkpoint is ever corrupt,
+    that at most --checkpoint-every steps are lost per kill, and that the final weights equal those of an
+    uninterrupted run with the same seed (a small MLP on synthetic 12x12 images, CPU)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from vaelab.io.metrics import read_metrics
+    from vaelab.models import VAE
+
+    rnd, every = random.Random(seed), checkpoint_every
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        data, ref_dir, run_dir = make_data(tmp / "data.npz"), tmp / "reference", tmp / "killed"
+        start = time.perf_counter()
+        finish(run_child(train_args(data, ref_dir, epochs, every, False), tmp / "ref-steps"))
+        ref_seconds, total_steps = time.perf_counter() - start, count_lines(tmp / "ref-steps")
+        lost, kill_log, started = [], [], False
+        for i in range(kills):
+            step_log, before = tmp / f"steps-{i}", checkpoint_step(run_dir) or 0
+            if before >= total_steps - 1:
+                break
+            # A random step in the next stretch of the run, then a random few milliseconds more: kills
+            # land anywhere in a step, in a checkpoint write or in the end-of-epoch work.
+            stretch = max(2, 2 * (total_steps - before) // (kills - i + 1))
+            target = min(total_steps - 1, before + rnd.randint(1, stretch))
+            proc = run_child(train_args(data, run_dir, epochs, every, started), step_log)
+            while before + count_lines(step_log) < target and proc.poll() is None:
+                time.sleep(0.002)
+            time.sleep(rnd.uniform(0.0, 0.03))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            started = started or (run_dir / "checkpoint.pt").exists()
+            done, after = before + count_lines(step_log), checkpoint_step(run_dir)  # raises if corrupt
+            if after is not None:
+                loads = VAE.from_pretrained(run_dir) is not None if (run_dir / "model").exists() else None
+                lost.append(done - after)
+                row = {"kill": i, "steps_done": done, "checkpoint_step": after, "model_loads": loads}
+                kill_log.append(row)
+        finish(run_child(train_args(data, run_dir, epochs, every, started), tmp / "final-steps"))
+        a, b = (load_file(str(d / "model" / "model.safetensors")) for d in (ref_dir, run_dir))
+        return {
+            "kills": len(kill_log),
+            "total_steps": total_steps,
+            "max_steps_lost": max(lost, default=0),
+            "steps_lost": lost,
+            "final_weights_identical": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
+            "metrics_epochs": [r["epoch"] for r in read_metrics(run_dir)],
+            "reference_seconds": ref_seconds,
+            "log": kill_log,
+        }

@@ -15,7 +15,7 @@ from vaelab.training import CheckpointError, load_checkpoint, save_checkpoint, t
 from vaelab.training.signals import TrainingInterrupted
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("fault_injection", REPO / "benchmarks" / "fault_injection.py")
+spec = importlib.util.spec_from_file_location("fault_injection", REPO / "benchmarks" / "reliability.py")
 fault_injection = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fault_injection)
 
@@ -50,7 +50,7 @@ def test_resume_inside_an_epoch_continues_the_same_batches(blobs_npz, tmp_path, 
 
 
 def test_sigkill_at_random_moments_loses_at_most_n_steps_and_ends_identical(tmp_path):
-    result = fault_injection.experiment(kills=3, epochs=2, every=5, seed=1, workdir=tmp_path)
+    result = fault_injection.fault_injection(kills=3, epochs=2, checkpoint_every=5, seed=1, workdir=tmp_path)
     assert result["final_weights_identical"]
     assert result["max_steps_lost"] <= 5
     assert result["metrics_epochs"] == [1, 2]
