@@ -16,37 +16,53 @@ from pydantic import Field, model_validator
 from vaelab.models.part_config import Activation, ConvPartConfig, LatentLayout, PartConfig
 
 
-# --- encoders --------------------------------------------------------------------------------------
-class MLPEncoderConfig(PartConfig):
-    """Fully connected encoder: flattened image -> hidden layers -> posterior parameters."""
+class _MLPConfig(PartConfig):
+    """What the fully connected encoder and decoder share: widths of the hidden layers, activation."""
 
-    name: Literal["mlp"] = "mlp"
     hidden_dims: tuple[Annotated[int, Field(ge=1)], ...] = (512, 256)
     activation: Activation = "relu"
 
 
-class ConvEncoderConfig(ConvPartConfig):
+class _ConvStackConfig(ConvPartConfig):
+    """What the plain convolutional encoder and decoder share."""
+
+    hidden_dim: int = Field(default=256, ge=1)
+    activation: Activation = "relu"
+    # Stride-1 3x3 convolutions at each stage's width and resolution (VGG style): wide layers at full
+    # (patched) resolution are where a CPU reaches its matmul peak. 0 = the classic stack of strided
+    # (encoder) or upsampling (decoder) convolutions only.
+    convs_per_stage: int = Field(default=0, ge=0)
+
+
+class _ResidualStackConfig(ConvPartConfig):
+    """What the residual encoder and decoders share: stages of residual blocks, one per resolution."""
+
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
+    blocks_per_stage: int = Field(default=1, ge=1)
+    activation: Activation = "silu"
+
+
+# --- encoders --------------------------------------------------------------------------------------
+class MLPEncoderConfig(_MLPConfig):
+    """Fully connected encoder: flattened image -> hidden layers -> posterior parameters."""
+
+    name: Literal["mlp"] = "mlp"
+
+
+class ConvEncoderConfig(_ConvStackConfig):
     """Strided 3x3 convolutions (each halves the image side) -> linear layer -> posterior parameters."""
 
     name: Literal["conv"] = "conv"
     channels: tuple[Annotated[int, Field(ge=1)], ...] = (32, 64, 128)
-    hidden_dim: int = Field(default=256, ge=1)
-    activation: Activation = "relu"
-    # Stride-1 3x3 convolutions at each stage's width and resolution before it is halved (VGG style):
-    # wide layers at full (patched) resolution are where a CPU reaches its matmul peak. 0 = the classic
-    # encoder of strided convolutions only.
-    convs_per_stage: int = Field(default=0, ge=0)
 
 
-class ResNetEncoderConfig(ConvPartConfig):
+class ResNetEncoderConfig(_ResidualStackConfig):
     """Residual convolutional encoder (VDVAE-style blocks): one stage per resolution, full resolution
     first; each later stage halves the side with a stride-2 convolution. Image sides must be divisible
     by 2 ** (len(channels) - 1). Exposes its per-resolution features to a hierarchical decoder."""
 
     name: Literal["resnet"] = "resnet"
     channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(32, 64, 64), min_length=1)
-    blocks_per_stage: int = Field(default=1, ge=1)
-    activation: Activation = "silu"
     # "vector": a linear layer maps the last stage to a latent vector (a compact code). "spatial": a
     # 1x1 convolution maps it to a latent map of latent_dim / side² channels at the last stage's side
     # (e.g. 8x8x4 for a 256-d latent), so each code position describes its own region of the image: a
@@ -56,42 +72,35 @@ class ResNetEncoderConfig(ConvPartConfig):
 
 
 # --- decoders --------------------------------------------------------------------------------------
-class MLPDecoderConfig(PartConfig):
+class MLPDecoderConfig(_MLPConfig):
     """Fully connected decoder: latent -> hidden layers -> likelihood parameters per pixel."""
 
     name: Literal["mlp"] = "mlp"
     hidden_dims: tuple[Annotated[int, Field(ge=1)], ...] = (256, 512)
-    activation: Activation = "relu"
 
 
-class ConvDecoderConfig(ConvPartConfig):
-    """Linear layer -> upsampling 3x3 convolutions (each doubles the side) -> likelihood parameters."""
+class ConvDecoderConfig(_ConvStackConfig):
+    """Linear layer -> upsampling 3x3 convolutions (each doubles the side) -> likelihood parameters;
+    ``convs_per_stage`` convolutions follow each upsampling (the encoder's mirror)."""
 
     name: Literal["conv"] = "conv"
     channels: tuple[Annotated[int, Field(ge=1)], ...] = (128, 64, 32)
-    hidden_dim: int = Field(default=256, ge=1)
-    activation: Activation = "relu"
     # How each stage doubles the side: a stride-2 transposed convolution, or nearest-neighbour
     # upsampling and a 3x3 convolution (no checkerboard artefacts; not faster on the CPUs measured:
     # docs/benchmarks.md).
     upsample: Literal["transposed", "nearest"] = "transposed"
-    # Stride-1 3x3 convolutions after each upsampling, at that stage's width (the encoder's mirror).
-    convs_per_stage: int = Field(default=0, ge=0)
 
 
-class ResNetDecoderConfig(ConvPartConfig):
+class ResNetDecoderConfig(_ResidualStackConfig):
     """Residual convolutional decoder: linear layer -> stages of residual blocks, lowest resolution
     first, each later stage doubling the side (nearest upsampling + 3x3 convolution)."""
 
     name: Literal["resnet"] = "resnet"
-    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
-    blocks_per_stage: int = Field(default=1, ge=1)
-    activation: Activation = "silu"
     # "spatial": z is read as a latent map at the first stage's side (see ResNetEncoderConfig.latent).
     latent: LatentLayout = "vector"
 
 
-class LadderDecoderConfig(ConvPartConfig):
+class LadderDecoderConfig(_ResidualStackConfig):
     """Hierarchical top-down decoder (LVAE / NVAE / VDVAE): the ResNet decoder's stages with
     ``latent_layers[i]`` extra stochastic layers in stage i (lowest resolution first), each a
     ``latent_channels`` x side x side Gaussian map with a learned conditional prior p(z_l | z_>l) and a
@@ -99,11 +108,8 @@ class LadderDecoderConfig(ConvPartConfig):
     1 + sum(latent_layers) stochastic layers: the top one is the VAE's ``latent_dim`` vector."""
 
     name: Literal["ladder"] = "ladder"
-    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
-    blocks_per_stage: int = Field(default=1, ge=1)
     latent_layers: tuple[Annotated[int, Field(ge=0)], ...] = (2, 1, 0)
     latent_channels: int = Field(default=4, ge=1)
-    activation: Activation = "silu"
     # Log-variances of the layer Gaussians are clamped to this range (exp(logvar) stays finite).
     logvar_min: float = -16.0
     logvar_max: float = 8.0
@@ -212,14 +218,12 @@ class DiscretizedGaussianLikelihoodConfig(PartConfig):
     min_log_scale: float = -6.93
 
 
-class PixelCNNLikelihoodConfig(PartConfig):
+class PixelCNNLikelihoodConfig(LogisticMixtureLikelihoodConfig):
     """The logistic mixture (``logistic_mixture``'s fields) whose parameters also follow each pixel's
     causal neighbourhood through one masked convolution: a small PixelCNN head (PixelVAE) for
     likelihood. Normalised over 8-bit levels like the mixture; decoding is pixel by pixel."""
 
-    name: Literal["pixelcnn"] = "pixelcnn"
-    components: int = Field(default=5, ge=1)
-    min_log_scale: float = -7.0
+    name: Literal["pixelcnn"] = "pixelcnn"  # type: ignore[assignment]
     coupled: bool = True
     # The masked convolution's side (odd): a pixel sees kernel // 2 rows above it and kernel // 2
     # pixels to either side in those rows, and kernel // 2 pixels to its left.
