@@ -58,7 +58,9 @@ def test_folder_rgb_reconstructs_coloured_shapes(tmp_path):
     assert psnr_db(model.reconstruct(test), test) >= MIN_PSNR_DB
 
 
-@pytest.mark.parametrize("name", ["folder-rgb.yaml", "folder-rgb-spatial.yaml", "photos32.yaml"])
+@pytest.mark.parametrize(
+    "name", ["folder-rgb.yaml", "folder-rgb-spatial.yaml", "photos32.yaml", "photos32-pixelcnn.yaml"]
+)
 @pytest.mark.parametrize("side", [32, 64])
 def test_colour_configs_build_at_32_and_64_pixels(name, side):
     """Each shipped colour config runs on 3-channel images of 32x32 and 64x64 unchanged."""
