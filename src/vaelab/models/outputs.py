@@ -42,6 +42,8 @@ class VAEOutput:
     # (k, B) log p(x, z_k) - log q(z_k|x) when the forward pass drew k importance samples (IWAE);
     # log_px_z and kl are then the averages over the k samples (a k-sample ELBO estimate).
     log_weights: torch.Tensor | None = None
+    # (B, C, H, W) the input batch, for objectives that compare it with the reconstruction.
+    x: torch.Tensor | None = None
 
     @property
     def elbo(self) -> torch.Tensor:

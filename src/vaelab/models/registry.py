@@ -1,7 +1,7 @@
 """Short name -> part class, one dict per kind of part.
 
-A new variant is a new part registered here (and its config added to the union in
-``vaelab.models.config``), never a copy of the model.
+A new variant is a new part registered here, never a copy of the model: one line, and
+``vaelab.models.config`` accepts its config (each part names it as ``config_class``) under that name.
 """
 
 from __future__ import annotations

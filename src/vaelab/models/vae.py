@@ -146,10 +146,12 @@ class VAE(nn.Module):
         kl_layers = torch.stack([top.kl, *(layer.kl.view(lead) for layer in dec.layers)], dim=-1)
         if not sampled:
             groups = kl_layers if kl_layers.shape[-1] > 1 else top.per_dim
-            return VAEOutput(q, z, dec.params, log_px_z, kl_layers.sum(-1), groups, kl_layers)
+            return VAEOutput(q, z, dec.params, log_px_z, kl_layers.sum(-1), groups, kl_layers, x=x)
         kl_mean = kl_layers.mean(0)
         log_weights = log_px_z - kl_layers.sum(-1)
-        return VAEOutput(q, z[0], dec.params, log_px_z.mean(0), kl_mean.sum(-1), None, kl_mean, log_weights)
+        return VAEOutput(
+            q, z[0], dec.params, log_px_z.mean(0), kl_mean.sum(-1), None, kl_mean, log_weights, x
+        )
 
     # --- what every feature uses --------------------------------------------------------------------
     def encode(self, x: torch.Tensor, labels: Labels = None) -> Distribution:

@@ -10,13 +10,9 @@ import torch
 from vaelab.errors import UsageError
 from vaelab.export import export_onnx
 from vaelab.models import VAE
-from vaelab.models.config import (
-    LogisticMixtureLikelihoodConfig,
-    ModelConfig,
-    PixelCNNLikelihoodConfig,
-)
-from vaelab.models.parts.autoregressive import PixelCNNLikelihood
-from vaelab.models.parts.logistic import LogisticMixtureLikelihood
+from vaelab.models.config import ModelConfig
+from vaelab.models.parts.autoregressive import PixelCNNLikelihood, PixelCNNLikelihoodConfig
+from vaelab.models.parts.logistic import LogisticMixtureLikelihood, LogisticMixtureLikelihoodConfig
 
 
 def trained_looking(part: PixelCNNLikelihood, seed: int = 0) -> PixelCNNLikelihood:

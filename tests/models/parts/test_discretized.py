@@ -5,8 +5,12 @@ import torch
 from scipy.special import log_ndtr as scipy_log_ndtr
 from scipy.special import ndtr
 
-from vaelab.models.config import DiscretizedGaussianLikelihoodConfig
-from vaelab.models.parts.discretized import DiscretizedGaussianLikelihood, log_ndtr, log_normal_bin
+from vaelab.models.parts.discretized import (
+    DiscretizedGaussianLikelihood,
+    DiscretizedGaussianLikelihoodConfig,
+    log_ndtr,
+    log_normal_bin,
+)
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 255
 

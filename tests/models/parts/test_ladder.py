@@ -78,7 +78,7 @@ def test_temperature_errors_name_the_problem():
 def test_ladder_config_errors():
     from pydantic import ValidationError
 
-    from vaelab.models.config import LadderDecoderConfig
+    from vaelab.models.parts.ladder import LadderDecoderConfig
 
     with pytest.raises(ValidationError, match="one count of stochastic layers per stage"):
         LadderDecoderConfig(channels=(8, 4), latent_layers=(1,))

@@ -4,8 +4,12 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from vaelab.models.config import BernoulliLikelihoodConfig, GaussianLikelihoodConfig
-from vaelab.models.parts.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from vaelab.models.parts.likelihoods import (
+    BernoulliLikelihood,
+    BernoulliLikelihoodConfig,
+    GaussianLikelihood,
+    GaussianLikelihoodConfig,
+)
 
 
 def test_bernoulli_log_prob_closed_form():

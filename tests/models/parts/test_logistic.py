@@ -3,8 +3,11 @@ import math
 import pytest
 import torch
 
-from vaelab.models.config import LogisticMixtureLikelihoodConfig
-from vaelab.models.parts.logistic import DiscretizedLogisticMixture, LogisticMixtureLikelihood
+from vaelab.models.parts.logistic import (
+    DiscretizedLogisticMixture,
+    LogisticMixtureLikelihood,
+    LogisticMixtureLikelihoodConfig,
+)
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 255
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from vaelab.models import VAE, ModelConfig
-from vaelab.models.config import ConvEncoderConfig
-from vaelab.models.parts.encoders import ConvEncoder
+from vaelab.models.parts.encoders import ConvEncoder, ConvEncoderConfig
 from vaelab.models.parts.layers import from_patches, patched_shape, to_patches
 
 PAIRS = {

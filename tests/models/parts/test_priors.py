@@ -59,8 +59,7 @@ def test_vamp_kl_is_the_one_sample_estimate_and_the_pseudo_inputs_learn():
 
 
 def test_unbound_vamp_prior_says_so():
-    from vaelab.models.config import VampPriorConfig
-    from vaelab.models.parts.priors import VampPrior
+    from vaelab.models.parts.priors import VampPrior, VampPriorConfig
 
     with pytest.raises(RuntimeError, match="not bound"):
         VampPrior(VampPriorConfig(components=2), 3, (1, 4, 4))()

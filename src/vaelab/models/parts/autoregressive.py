@@ -20,16 +20,37 @@ at a time (each step computes only that pixel's window, so a 32 x 32 image is 1,
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from vaelab.models.config import LogisticMixtureLikelihoodConfig, PixelCNNLikelihoodConfig
 from vaelab.models.parts.likelihoods import LikelihoodPart
-from vaelab.models.parts.logistic import LogisticMixtureLikelihood
+from vaelab.models.parts.logistic import LogisticMixtureLikelihood, LogisticMixtureLikelihoodConfig
+
+
+class PixelCNNLikelihoodConfig(LogisticMixtureLikelihoodConfig):
+    """The logistic mixture (``logistic_mixture``'s fields) whose parameters also follow each pixel's
+    causal neighbourhood through one masked convolution: a small PixelCNN head (PixelVAE) for
+    likelihood. Normalised over 8-bit levels like the mixture; decoding is pixel by pixel."""
+
+    name: Literal["pixelcnn"] = "pixelcnn"  # type: ignore[assignment]
+    coupled: bool = True
+    # The masked convolution's side (odd): a pixel sees kernel // 2 rows above it and kernel // 2
+    # pixels to either side in those rows, and kernel // 2 pixels to its left.
+    kernel: int = Field(default=5, ge=3)
+    # Width of the head and its number of extra per-pixel (1 x 1) layers.
+    hidden: int = Field(default=32, ge=1)
+    depth: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _odd_kernel(self) -> PixelCNNLikelihoodConfig:
+        if self.kernel % 2 == 0:
+            raise ValueError(f"pixelcnn kernel must be odd (it is centred on the pixel); got {self.kernel}")
+        return self
 
 
 class CausalConv2d(nn.Conv2d):
@@ -57,6 +78,8 @@ class CausalConv2d(nn.Conv2d):
 class PixelCNNLikelihood(LikelihoodPart):
     """p(x|z): a logistic mixture per pixel whose parameters also follow the pixel's causal
     neighbourhood; see the module docstring."""
+
+    config_class = PixelCNNLikelihoodConfig
 
     discrete = True
     sequential = True

@@ -1,10 +1,9 @@
 """What the VAE asks of each kind of part: one base class per kind, and what passes between them.
 
-A part subclasses its kind's base and is registered by name in ``vaelab.models.registry``. This
-module imports no config: a new part's file can build on it and on ``vaelab.models.part_config``
-alone, so ``vaelab.models.config`` can import the new part's config class for the union of its kind.
-Posteriors need no base: a posterior turns parameters into a ``torch.distributions`` object and says
-how many it needs (``param_dim``).
+A part subclasses its kind's base, names its own config class as ``config_class`` (defined beside it),
+and is registered by name in ``vaelab.models.registry``; ``vaelab.models.config`` reads each kind's
+config union off the registry. Posteriors need no base: a posterior turns parameters into a
+``torch.distributions`` object and says how many it needs (``param_dim``).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from vaelab.models.part_config import PartConfig
 from vaelab.models.parts.kl import LayerKL
 
 
@@ -26,6 +26,8 @@ class EncoderPart(nn.Module):
     encoder's multi-scale features, {side: (B, width, side, side')}, which the posteriors of a
     hierarchical decoder read (None for an encoder without such stages; ``feature_channels`` says
     their widths by side, or is None)."""
+
+    config_class: ClassVar[type[PartConfig]]
 
     feature_channels: dict[int, int] | None = None
 
@@ -67,6 +69,8 @@ class DecoderPart(nn.Module):
     lower layer at its prior mean), so any decoder stands where a plain one does (ONNX export);
     ``top_down`` is the full pass."""
 
+    config_class: ClassVar[type[PartConfig]]
+
     num_latent_layers: int = 0  # stochastic layers below the top latent
     activation_elements: int = 0  # largest activation per image, when above the output's size
 
@@ -83,10 +87,18 @@ class DecoderPart(nn.Module):
         prior, and gives each layer's KL (closed form, or the log-ratio at the draw)."""
         return DecoderOutput(self(z))
 
+    def last_layer_weight(self) -> nn.Parameter:
+        """The weight of the layer that outputs the likelihood's parameters (where VQGAN's adaptive
+        weight compares gradients): by default the last weight matrix or kernel registered, which is
+        the output layer of every decoder here (the contract test checks it)."""
+        return [p for p in self.parameters() if p.dim() >= 2][-1]
+
 
 class PriorPart(nn.Module):
     """What the VAE asks of a prior: ``forward()`` gives p(z) (event shape (latent_dim,)) and ``sample``
     draws latents at a temperature. Built as ``Prior(config, latent_dim, image_shape)``."""
+
+    config_class: ClassVar[type[PartConfig]]
 
     latent_dim: int
 
@@ -115,6 +127,8 @@ class LikelihoodPart(nn.Module):
     of 8-bit pixels, so bits/dim is NLL / (D ln 2) with no bin-width offset; else it is a density over
     [0, 1] (or a Bernoulli cross-entropy) and evaluation converts or declines.
     """
+
+    config_class: ClassVar[type[PartConfig]]
 
     discrete: ClassVar[bool] = False
     # ``mean`` and ``sample`` decode one pixel at a time (an autoregressive part): the image is not

@@ -11,12 +11,26 @@ labels the one way, ``check``, then ``encoder_input`` / ``decoder_input``, whate
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from vaelab.errors import UsageError
-from vaelab.models.config import LabelConditionConfig
+from vaelab.models.part_config import (
+    PartConfig,
+)
+
+
+class LabelConditionConfig(PartConfig):
+    """Class-conditional VAE (Sohn et al. 2015): the label enters the encoder as an extra image
+    channel (a learned map per class) and the decoder as a one-hot vector beside z."""
+
+    name: Literal["label"] = "label"
+    # None means "take it from the dataset" when a run starts (like image_shape).
+    num_classes: int | None = Field(default=None, ge=2)
 
 
 class Unconditional(nn.Module):
@@ -44,6 +58,8 @@ class LabelConditioning(nn.Module):
     A learned map per class (instead of ``num_classes`` one-hot planes) keeps the encoder's input at
     C + 1 channels whatever the number of classes, which matters for an MLP encoder on flattened images.
     """
+
+    config_class = LabelConditionConfig
 
     def __init__(self, config: LabelConditionConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__()

@@ -6,10 +6,16 @@ answers ``top_down`` (``parts/base.py``), which for these is ``forward`` with no
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
-from vaelab.models.config import ConvDecoderConfig, MLPDecoderConfig
+from vaelab.models.part_config import (
+    ConvStackConfig,
+    MLPConfig,
+)
 from vaelab.models.parts.base import DecoderPart, Widths
 from vaelab.models.parts.layers import (
     Conv2d,
@@ -24,8 +30,29 @@ from vaelab.models.parts.layers import (
 )
 
 
+class MLPDecoderConfig(MLPConfig):
+    """Fully connected decoder: latent -> hidden layers -> likelihood parameters per pixel."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden_dims: tuple[Annotated[int, Field(ge=1)], ...] = (256, 512)
+
+
+class ConvDecoderConfig(ConvStackConfig):
+    """Linear layer -> upsampling 3x3 convolutions (each doubles the side) -> likelihood parameters;
+    ``convs_per_stage`` convolutions follow each upsampling (the encoder's mirror)."""
+
+    name: Literal["conv"] = "conv"
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = (128, 64, 32)
+    # How each stage doubles the side: a stride-2 transposed convolution, or nearest-neighbour
+    # upsampling and a 3x3 convolution (no checkerboard artefacts; not faster on the CPUs measured:
+    # docs/benchmarks.md).
+    upsample: Literal["transposed", "nearest"] = "transposed"
+
+
 class MLPDecoder(DecoderPart):
     """The seed article's decoder: fully connected layers, reshaped to the image at the end."""
+
+    config_class = MLPDecoderConfig
 
     def __init__(
         self, config: MLPDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None
@@ -43,6 +70,8 @@ class ConvDecoder(DecoderPart):
     """Mirror of the conv encoder: each stage doubles the side back towards the image size (a transposed
     convolution, or nearest upsampling + a 3x3 convolution), then ``convs_per_stage`` stride-1 ones
     (the last of them narrowing to the next stage's width)."""
+
+    config_class = ConvDecoderConfig
 
     def __init__(
         self, config: ConvDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
-from vaelab.models.config import ConvEncoderConfig, MLPEncoderConfig
+from vaelab.models.part_config import (
+    ConvStackConfig,
+    MLPConfig,
+)
 from vaelab.models.parts.base import EncoderPart
 from vaelab.models.parts.layers import (
     Conv2d,
@@ -19,8 +25,23 @@ from vaelab.models.parts.layers import (
 )
 
 
+class MLPEncoderConfig(MLPConfig):
+    """Fully connected encoder: flattened image -> hidden layers -> posterior parameters."""
+
+    name: Literal["mlp"] = "mlp"
+
+
+class ConvEncoderConfig(ConvStackConfig):
+    """Strided 3x3 convolutions (each halves the image side) -> linear layer -> posterior parameters."""
+
+    name: Literal["conv"] = "conv"
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = (32, 64, 128)
+
+
 class MLPEncoder(EncoderPart):
     """The seed article's encoder: the flattened image through fully connected layers."""
+
+    config_class = MLPEncoderConfig
 
     def __init__(self, config: MLPEncoderConfig, image_shape: Shape, out_features: int) -> None:
         super().__init__()
@@ -33,6 +54,8 @@ class MLPEncoder(EncoderPart):
 
 class ConvEncoder(EncoderPart):
     """Strided convolutions halve the side at each layer, then one hidden linear layer."""
+
+    config_class = ConvEncoderConfig
 
     def __init__(self, config: ConvEncoderConfig, image_shape: Shape, out_features: int) -> None:
         super().__init__()

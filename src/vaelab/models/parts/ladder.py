@@ -20,18 +20,44 @@ sqrt(1 / number of blocks), so a deep stack starts close to the identity.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Independent
 
 from vaelab.errors import ConfigError, UsageError
-from vaelab.models.config import LadderDecoderConfig
 from vaelab.models.parts.base import POSTERIOR_SAMPLE, DecoderOutput, DecoderPart, Draw, Widths
 from vaelab.models.parts.kl import LayerKL, diagonal_gaussian, layer_kl
 from vaelab.models.parts.layers import Conv2d, Shape, Upsample, activation, from_patches
-from vaelab.models.parts.resnet import ResBlock, res_stage, up_sides
+from vaelab.models.parts.resnet import ResBlock, ResidualStackConfig, res_stage, up_sides
+
+
+class LadderDecoderConfig(ResidualStackConfig):
+    """Hierarchical top-down decoder (LVAE / NVAE / VDVAE): the ResNet decoder's stages with
+    ``latent_layers[i]`` extra stochastic layers in stage i (lowest resolution first), each a
+    ``latent_channels`` x side x side Gaussian map with a learned conditional prior p(z_l | z_>l) and a
+    posterior q(z_l | z_>l, x) that also reads the encoder's features at that resolution. The model has
+    1 + sum(latent_layers) stochastic layers: the top one is the VAE's ``latent_dim`` vector."""
+
+    name: Literal["ladder"] = "ladder"
+    latent_layers: tuple[Annotated[int, Field(ge=0)], ...] = (2, 1, 0)
+    latent_channels: int = Field(default=4, ge=1)
+    # Log-variances of the layer Gaussians are clamped to this range (exp(logvar) stays finite).
+    logvar_min: float = -16.0
+    logvar_max: float = 8.0
+
+    @model_validator(mode="after")
+    def _layers_match_stages(self) -> LadderDecoderConfig:
+        if len(self.latent_layers) != len(self.channels):
+            raise ValueError(
+                f"latent_layers has {len(self.latent_layers)} entries but channels has "
+                f"{len(self.channels)} stages: give one count of stochastic layers per stage"
+            )
+        if sum(self.latent_layers) < 1:
+            raise ValueError("latent_layers must add at least one stochastic layer below the top one")
+        return self
 
 
 class LatentLayer(nn.Module):
@@ -103,6 +129,8 @@ class LadderDecoder(DecoderPart):
     The stages are the ResNet decoder's (same geometry, blocks and output head), with the stochastic
     layers between a stage's residual blocks and its upsampling.
     """
+
+    config_class = LadderDecoderConfig
 
     def __init__(
         self, config: LadderDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None

@@ -8,14 +8,56 @@ number per image, in nats) and the image to show.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 from torch.nn.functional import softplus
 
-from vaelab.models.config import BernoulliLikelihoodConfig, GaussianLikelihoodConfig
+from vaelab.models.part_config import (
+    PartConfig,
+)
 from vaelab.models.parts.base import LikelihoodPart  # defined in parts/base.py; importable from here too
+
+
+class BernoulliLikelihoodConfig(PartConfig):
+    """Bernoulli per pixel, parameterised by logits (binary or [0,1] pixels)."""
+
+    name: Literal["bernoulli"] = "bernoulli"
+
+
+class GaussianLikelihoodConfig(PartConfig):
+    """Gaussian density per pixel (pixels in [0, 1]). ``variance``: ``fixed`` (``sigma``), ``learned``
+    (a log-scale per pixel from the decoder; can collapse on colour images, see docs/models.md) or
+    ``shared`` (one learned log-scale per image channel, starting at ``sigma``: the calibrated decoder of
+    Rybkin et al. 2021, sigma-VAE)."""
+
+    name: Literal["gaussian"] = "gaussian"
+    variance: Literal["fixed", "learned", "shared"] = "fixed"
+    sigma: float = Field(default=0.1, gt=0.0)
+    # Floor on the learned log-scale. learned: -7 (VDVAE's), a saved config without the key keeps it.
+    # shared: log(1/510) = -6.23, half an 8-bit level: below 1/(256 sqrt(2 pi)) = 1.56e-3 the density
+    # times the bin width 1/256 would exceed 1 at the mode, i.e. the density would be fitting the
+    # quantisation grid rather than the image. Filled in per mode when the key is absent.
+    min_log_scale: float = -7.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _floor_per_mode(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("variance") == "shared" and "min_log_scale" not in data:
+            return {**data, "min_log_scale": -6.23}
+        return data
+
+    @model_validator(mode="after")
+    def _sigma_above_floor(self) -> GaussianLikelihoodConfig:
+        if self.variance == "shared" and math.log(self.sigma) <= self.min_log_scale:
+            raise ValueError(
+                f"sigma {self.sigma} (the shared scale's start) must lie above the floor "
+                f"exp(min_log_scale) = {math.exp(self.min_log_scale):.3g}"
+            )
+        return self
 
 
 def log1p_exp_neg(a: torch.Tensor) -> torch.Tensor:
@@ -47,6 +89,8 @@ class BernoulliLikelihood(LikelihoodPart):
     negative binary cross-entropy (argument validation is off so that fractional targets pass).
     """
 
+    config_class = BernoulliLikelihoodConfig
+
     params_per_channel = 1
 
     def __init__(self, config: BernoulliLikelihoodConfig, channels: int) -> None:
@@ -76,6 +120,8 @@ class GaussianLikelihood(LikelihoodPart):
     every pixel's error weighs the same 1/scale^2, which the floor bounds (at -6.23: 2.6e5). The floor is
     smooth, log-scale = floor + softplus(raw - floor), so the parameter never sits on a zero gradient.
     """
+
+    config_class = GaussianLikelihoodConfig
 
     def __init__(self, config: GaussianLikelihoodConfig, channels: int) -> None:
         super().__init__()

@@ -17,15 +17,34 @@ grey" (R = G = B) with a sharp scale on G and B instead of three independent gue
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch.distributions import Distribution, constraints
 from torch.nn.functional import log_softmax, softplus
 
 from vaelab.errors import ConfigError
-from vaelab.models.config import LogisticMixtureLikelihoodConfig
+from vaelab.models.part_config import (
+    PartConfig,
+)
 from vaelab.models.parts.likelihoods import LikelihoodPart
+
+
+class LogisticMixtureLikelihoodConfig(PartConfig):
+    """Discretised logistic mixture over 8-bit pixels (PixelCNN++, Salimans et al. 2017), one mixture of
+    ``components`` logistics per pixel and channel; a normalised distribution over the 256 levels."""
+
+    name: Literal["logistic_mixture"] = "logistic_mixture"
+    components: int = Field(default=5, ge=1)
+    # Floor on each logistic's log-scale (PixelCNN++ uses -7): a component cannot shrink onto one level.
+    min_log_scale: float = -7.0
+    # RGB only: PixelCNN++'s channel coupling (sec. 2.2): one mixture indicator per pixel, and within a
+    # component G's mean moves with the pixel's R and B's with R and G (10 x components decoder channels
+    # per pixel). False (the default, so that a saved config without the key keeps its meaning): one
+    # independent mixture per pixel and channel. Colour configs should set it true.
+    coupled: bool = False
+
 
 LEVELS = 256
 # The largest log-scale: keeps the bin width in scaled units (2 / 255 / scale) well above float eps.
@@ -183,6 +202,8 @@ class CoupledLogisticMixture(Distribution):
 
 class LogisticMixtureLikelihood(LikelihoodPart):
     """p(x|z) = discretised logistic mixture, per pixel and channel or (``coupled``) per RGB pixel."""
+
+    config_class = LogisticMixtureLikelihoodConfig
 
     discrete = True
 

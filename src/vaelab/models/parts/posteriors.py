@@ -3,16 +3,32 @@ the prior: ``parts/kl.py``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaelab.models.config import GaussianPosteriorConfig
+from vaelab.models.part_config import (
+    PartConfig,
+)
 from vaelab.models.parts.kl import diagonal_gaussian
+
+
+class GaussianPosteriorConfig(PartConfig):
+    """Diagonal Gaussian q(z|x) from a mean and a log-variance per latent dimension."""
+
+    name: Literal["gaussian"] = "gaussian"
+    # The log-variance is clamped to this range when the distribution is built, so one bad batch
+    # cannot produce exp(1000) = inf (the same guard as diffusers' DiagonalGaussianDistribution).
+    logvar_min: float = -30.0
+    logvar_max: float = 20.0
 
 
 class GaussianPosterior(nn.Module):
     """Diagonal Gaussian q(z|x) = N(mean, exp(logvar)); ``rsample`` is the reparameterisation trick."""
+
+    config_class = GaussianPosteriorConfig
 
     def __init__(self, config: GaussianPosteriorConfig, latent_dim: int) -> None:
         super().__init__()

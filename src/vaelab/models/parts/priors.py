@@ -4,18 +4,37 @@ against (the lower layers of a hierarchical decoder carry their own conditional 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from vaelab.errors import ConfigError
-from vaelab.models.config import StandardNormalPriorConfig, VampPriorConfig
+from vaelab.models.part_config import (
+    PartConfig,
+)
 from vaelab.models.parts.base import PriorPart
+
+
+class StandardNormalPriorConfig(PartConfig):
+    """The classic N(0, I) prior."""
+
+    name: Literal["standard_normal"] = "standard_normal"
+
+
+class VampPriorConfig(PartConfig):
+    """VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k) over K learned pseudo-images."""
+
+    name: Literal["vamp"] = "vamp"
+    components: int = Field(default=100, ge=1)
 
 
 class StandardNormalPrior(PriorPart):
     """p(z) = N(0, I). Buffers (not parameters) so that ``.to(device)`` moves it and nothing trains it."""
+
+    config_class = StandardNormalPriorConfig
 
     def __init__(
         self,
@@ -53,6 +72,8 @@ class VampPrior(PriorPart):
     plain attribute, not a submodule, so the encoder's weights are stored once; ``copy.deepcopy``
     rebinds it to the copy). Pseudo-inputs are sigmoid(logits) so they stay valid images in [0, 1].
     """
+
+    config_class = VampPriorConfig
 
     def __init__(self, config: VampPriorConfig, latent_dim: int, image_shape: tuple[int, int, int]) -> None:
         super().__init__()

@@ -11,12 +11,18 @@ starts near the identity and deep stacks train without exploding activations.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from vaelab.errors import ConfigError
-from vaelab.models.config import LadderDecoderConfig, ResNetDecoderConfig, ResNetEncoderConfig
+from vaelab.models.part_config import (
+    Activation,
+    ConvPartConfig,
+    LatentLayout,
+)
 from vaelab.models.parts.base import DecoderPart, EncoderPart, Widths
 from vaelab.models.parts.layers import (
     Conv2d,
@@ -27,6 +33,38 @@ from vaelab.models.parts.layers import (
     patched_shape,
     to_patches,
 )
+
+
+class ResidualStackConfig(ConvPartConfig):
+    """What the residual encoder and decoders share: stages of residual blocks, one per resolution."""
+
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(64, 64, 32), min_length=1)
+    blocks_per_stage: int = Field(default=1, ge=1)
+    activation: Activation = "silu"
+
+
+class ResNetEncoderConfig(ResidualStackConfig):
+    """Residual convolutional encoder (VDVAE-style blocks): one stage per resolution, full resolution
+    first; each later stage halves the side with a stride-2 convolution. Image sides must be divisible
+    by 2 ** (len(channels) - 1). Exposes its per-resolution features to a hierarchical decoder."""
+
+    name: Literal["resnet"] = "resnet"
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field(default=(32, 64, 64), min_length=1)
+    # "vector": a linear layer maps the last stage to a latent vector (a compact code). "spatial": a
+    # 1x1 convolution maps it to a latent map of latent_dim / side² channels at the last stage's side
+    # (e.g. 8x8x4 for a 256-d latent), so each code position describes its own region of the image: a
+    # faithful code for reconstruction (the KL-f4/f8 autoencoders of latent diffusion). The decoder
+    # must say the same.
+    latent: LatentLayout = "vector"
+
+
+class ResNetDecoderConfig(ResidualStackConfig):
+    """Residual convolutional decoder: linear layer -> stages of residual blocks, lowest resolution
+    first, each later stage doubling the side (nearest upsampling + 3x3 convolution)."""
+
+    name: Literal["resnet"] = "resnet"
+    # "spatial": z is read as a latent map at the first stage's side (see ResNetEncoderConfig.latent).
+    latent: LatentLayout = "vector"
 
 
 def stage_sides(side: int, stages: int, what: str) -> list[int]:
@@ -45,9 +83,7 @@ def stage_sides(side: int, stages: int, what: str) -> list[int]:
     return [side // 2**i for i in range(stages)]
 
 
-def up_sides(
-    config: ResNetDecoderConfig | LadderDecoderConfig, out_shape: Shape, what: str
-) -> tuple[int, list[tuple[int, int]]]:
+def up_sides(config: ResidualStackConfig, out_shape: Shape, what: str) -> tuple[int, list[tuple[int, int]]]:
     """A residual decoder's output channels per (patched) position and the (height, width) of each of
     its stages, lowest resolution first: the geometry the ResNet and ladder decoders share."""
     c, h, w = patched_shape(out_shape, config.patch, what)
@@ -102,6 +138,8 @@ class ResNetEncoder(EncoderPart):
     features (lowest resolution first) beside the posterior parameters.
     """
 
+    config_class = ResNetEncoderConfig
+
     def __init__(self, config: ResNetEncoderConfig, image_shape: Shape, out_features: int) -> None:
         super().__init__()
         self.to_patches = to_patches(config.patch)
@@ -151,6 +189,8 @@ class ResNetEncoder(EncoderPart):
 
 class ResNetDecoder(DecoderPart):
     """Linear layer -> [residual stage, upsample] per resolution, lowest first -> 3x3 conv to params."""
+
+    config_class = ResNetDecoderConfig
 
     def __init__(
         self, config: ResNetDecoderConfig, latent_dim: int, out_shape: Shape, feature_channels: Widths = None
