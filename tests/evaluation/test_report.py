@@ -50,6 +50,20 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     sq = report["sample_quality"]
     assert sq["available"] and sq["fake_images"] == 60 and sq["real_images"] == 40
     assert 0 <= sq["precision"] <= 1 and sq["fd"] >= 0 and "feature net" in sq["feature_space"]
+    # Sharpness beside PSNR / SSIM and beside FD / precision / recall, from the same samples.
+    recon = report["reconstruction"]
+    assert recon["hf_power_ratio"] > 0 and recon["laplacian_var_ratio_se"] > 0
+    sharp = report["sample_sharpness"]
+    assert sharp["available"] and sharp["samples"] == 60 and sharp["reference_images"] == 40
+    assert sharp["sample_seed"] == sq["sample_seed"] and sharp["hf_power_ratio"] > 0
+    assert 0 <= sharp["near_binary_fraction"] <= 1 and 0 <= sharp["data_near_binary_fraction"] <= 1
+    rows = [line.split(" | ")[0] for line in printed.splitlines()]
+    at = rows.index("| FD, feature net")
+    assert rows[at - 2 : at] == [
+        "| HF power ratio, reconstructions",
+        "| Laplacian variance ratio, reconstructions",
+    ]
+    assert "| near-binary pixels, samples" in rows[at:] and "| near-binary pixels, data" in rows[at:]
     assert report["inception_fid"]["available"] is False and report["inception_fid"]["reason"]
     assert "K=20, 30 images" in printed and "±" in printed
     # Same seed, same numbers.
@@ -57,6 +71,7 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     again = load_report(run / "again")
     assert again["log_likelihood"]["log_px"] == ll["log_px"]
     assert again["sample_quality"]["fd"] == sq["fd"]
+    assert again["sample_sharpness"]["hf_power_ratio"] == sharp["hf_power_ratio"]
 
 
 def test_compare_prints_and_writes_side_by_side(run, tmp_path, capsys):

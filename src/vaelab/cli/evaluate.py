@@ -39,7 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--subset", type=int, metavar="N", help="evaluate a seeded random subset of N images (default: all)"
     )
     p.add_argument(
-        "--n-samples", type=int, default=10_000, metavar="N", help="samples for FD / precision / recall"
+        "--n-samples",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="prior samples for FD / precision / recall and the samples' sharpness",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of binarisation, subset, IW draws, samples")
     p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per IW batch")
@@ -55,7 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="the IW estimator through torch.compile: 10-30 s to compile, then faster (for large K)",
     )
-    p.add_argument("--no-sample-quality", action="store_true", help="skip FD / precision / recall")
+    p.add_argument(
+        "--no-sample-quality",
+        action="store_true",
+        help="draw no samples: skip FD / precision / recall and the samples' sharpness",
+    )
     p.add_argument(
         "--inception-weights",
         metavar="FILE",
@@ -82,10 +90,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     Evaluate a trained model on a dataset split: ELBO and its terms, the importance-weighted
     log-likelihood (Burda et al. 2015) with its standard error, bits/dim where the likelihood is over
-    8-bit pixels, active units and per-dimension KL, reconstruction MSE / PSNR / SSIM, and Frechet
+    8-bit pixels, active units and per-dimension KL, reconstruction MSE / PSNR / SSIM, Frechet
     distance / precision / recall of samples in the feature space of a small classifier trained once
-    on the dataset (cached). Writes report.json and report.md into the run directory (or the
-    saved-model directory, or --out) and prints the table.
+    on the dataset (cached), and sharpness: the high-frequency power and Laplacian variance of
+    reconstructions and samples over the data's, and the fraction of near-binary pixels. Writes
+    report.json and report.md into the run directory (or the saved-model directory, or --out) and
+    prints the table.
     """
     from vaelab.data import load_dataset
     from vaelab.evaluation import EvaluationOptions, evaluate_model, in_memory, write_report

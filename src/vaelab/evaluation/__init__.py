@@ -1,5 +1,5 @@
 """Numbers that compare VAEs: ELBO, importance-weighted log-likelihood and bits/dim, posterior health,
-reconstruction quality, and sample quality in a learned feature space.
+reconstruction quality, sample quality in a learned feature space, and sharpness (fine detail kept).
 
 ``eval_set.py`` picks the images, ``measure.py`` makes each section of a report, ``report.py`` assembles,
 writes and reads the report, ``tables.py`` renders it as Markdown.
@@ -18,6 +18,13 @@ from vaelab.evaluation.posterior import PosteriorStats, posterior_statistics
 from vaelab.evaluation.reconstruction import psnr, reconstruction_metrics, ssim
 from vaelab.evaluation.report import evaluate_model, load_report, write_report
 from vaelab.evaluation.sample_quality import compare_features, frechet_distance, precision_recall
+from vaelab.evaluation.sharpness import (
+    high_frequency_power,
+    laplacian_variance,
+    near_binary_fraction,
+    radial_power_spectrum,
+    sharpness_ratios,
+)
 
 __all__ = [
     "EvaluationOptions",
@@ -30,16 +37,21 @@ __all__ = [
     "evaluate_model",
     "fixed_inputs",
     "frechet_distance",
+    "high_frequency_power",
     "in_memory",
     "iw_log_likelihood_batch",
+    "laplacian_variance",
     "load_report",
     "nats_to_bits_per_dim",
+    "near_binary_fraction",
     "posterior_statistics",
     "precision_recall",
     "psnr",
     "quick_evaluate",
+    "radial_power_spectrum",
     "reconstruction_metrics",
     "seeded_subset",
+    "sharpness_ratios",
     "ssim",
     "write_report",
 ]

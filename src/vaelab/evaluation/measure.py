@@ -30,8 +30,11 @@ from vaelab.evaluation.likelihood import (
 from vaelab.evaluation.posterior import posterior_statistics
 from vaelab.evaluation.reconstruction import reconstruction_metrics
 from vaelab.evaluation.sample_quality import compare_features, inception_fid
+from vaelab.evaluation.sharpness import sample_sharpness
 from vaelab.models.vae import VAE
 from vaelab.runtime import derive_seed
+
+SAMPLE_KIND = "decoder mean images of z ~ p(z) (pixel probabilities for a Bernoulli likelihood)"
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,17 @@ def log_likelihood_section(
 
 
 def reconstruction_section(model: VAE, inputs: ImageDataset) -> dict[str, Any]:
-    """MSE, PSNR and SSIM of the reconstructions of the very images the other sections measured."""
+    """MSE, PSNR, SSIM and the sharpness ratios of the reconstructions of the very images the other
+    sections measured."""
     return {"target": "the model's inputs (binarised as above)", **reconstruction_metrics(model, inputs)}
+
+
+def draw_samples(model: VAE, opts: EvaluationOptions) -> torch.Tensor:
+    """The ``opts.n_samples`` prior samples every sample metric of a report reads (decoder means of
+    z ~ p(z) at ``opts.temperature``), seeded from ``opts.seed``, so all of them see the same images."""
+    from vaelab.generation import sample
+
+    return sample(model, opts.n_samples, temperature=opts.temperature, seed=derive_seed(opts.seed, "samples"))
 
 
 def sample_quality_section(
@@ -159,11 +171,12 @@ def sample_quality_section(
     reference: ImageDataset,
     feature_source: tuple[ImageDataset, ImageDataset] | None,
     opts: EvaluationOptions,
+    samples: torch.Tensor | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
     """FD / precision / recall of model samples against ``reference`` in a feature space trained on
-    ``feature_source`` (train, test), plus the samples drawn (None when unavailable)."""
+    ``feature_source`` (train, test), plus the samples used (None when unavailable). ``samples``
+    are those of ``draw_samples``, drawn here when not given."""
     from vaelab.evaluation.features import load_feature_space
-    from vaelab.generation import sample
 
     if feature_source is None:
         return {"available": False, "reason": "no training split to train the feature classifier on"}, None
@@ -171,8 +184,8 @@ def sample_quality_section(
         space = load_feature_space(*feature_source, progress=opts.progress)
     except DataError as exc:  # no labels, so no classifier
         return {"available": False, "reason": str(exc)}, None
-    seed = derive_seed(opts.seed, "samples")
-    samples = sample(model, opts.n_samples, temperature=opts.temperature, seed=seed)
+    if samples is None:
+        samples = draw_samples(model, opts)
     real = space.embed(reference.images)
     metrics = compare_features(real, space.embed(samples), k=opts.k_nearest, seed=opts.seed)
     return {
@@ -181,14 +194,30 @@ def sample_quality_section(
         "classifier_test_accuracy": space.test_accuracy,
         "classifier_test_images": space.test_images,
         "samples": opts.n_samples,
-        "sample_kind": "decoder mean images of z ~ p(z) (pixel probabilities for a Bernoulli likelihood)",
+        "sample_kind": SAMPLE_KIND,
         "temperature": opts.temperature,
-        "sample_seed": seed,
+        "sample_seed": derive_seed(opts.seed, "samples"),
         "reference": f"{reference.name} split images as stored (grey levels), {len(reference)} images",
         "fd_se_kind": "bootstrap over both feature sets (20 replicates)",
         "pr_se_kind": "binomial, k-NN radii held fixed",
         **metrics,
     }, samples
+
+
+def sample_sharpness_section(
+    reference: ImageDataset, samples: torch.Tensor, opts: EvaluationOptions
+) -> dict[str, Any]:
+    """Fine detail of the prior samples against ``reference`` (the split as stored): the HF power and
+    Laplacian variance ratios of the two sets' means, and the near-binary fraction of each."""
+    return {
+        "available": True,
+        "sample_kind": SAMPLE_KIND,
+        "temperature": opts.temperature,
+        "sample_seed": derive_seed(opts.seed, "samples"),
+        "reference": f"{reference.name} split images as stored (grey levels), {len(reference)} images",
+        "ratio_se_kind": "delta method over both sets (independent)",
+        **sample_sharpness(samples, reference.images),
+    }
 
 
 def inception_section(

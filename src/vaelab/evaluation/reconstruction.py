@@ -1,4 +1,5 @@
-"""Reconstruction quality: pixel MSE, PSNR and SSIM between images and the model's reconstructions.
+"""Reconstruction quality: pixel MSE, PSNR and SSIM between images and the model's reconstructions,
+and how much of the images' fine detail the reconstructions keep (``sharpness.py``'s ratios).
 
 The reconstruction is the decoded posterior mean (``VAE.reconstruct``), pixels in [0, 1]. SSIM is the
 Gaussian-window SSIM of Wang et al. 2004 (11 x 11 window, sigma 1.5, K1 = 0.01, K2 = 0.03, data
@@ -14,9 +15,11 @@ import torch.nn.functional as F
 
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.evaluation.likelihood import mean_and_se
+from vaelab.evaluation.sharpness import high_frequency_power, laplacian_variance, ratio_of_means
 from vaelab.models.vae import VAE
 
 _MSE_FLOOR = 1e-10  # a perfect reconstruction would have infinite PSNR; cap it at 100 dB
+_DETAIL = {"hf_power_ratio": high_frequency_power, "laplacian_var_ratio": laplacian_variance}
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Tensor:
@@ -60,7 +63,9 @@ def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int = 1000) -> dict[str, float]:
-    """Mean per-pixel MSE, PSNR (dB) and SSIM over ``dataset``, each with its standard error.
+    """Mean per-pixel MSE, PSNR (dB) and SSIM over ``dataset``, each with its standard error, and the
+    sharpness ratios of the reconstructions over their inputs (``hf_power_ratio``,
+    ``laplacian_var_ratio``: 1 keeps all the fine detail, below 1 is blur), paired image by image.
 
     The inputs are the dataset's pixels as stored (/255) and are also the targets, so a binarised
     evaluation set is compared with the reconstructions of those same binary images.
@@ -68,6 +73,8 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
     was_training = model.training
     model.eval()
     mse, ps, ss = [], [], []
+    # per ratio: the per-image measure, its values on the reconstructions, on the inputs
+    detail = {name: (measure, [], []) for name, measure in _DETAIL.items()}
     for images, labels in batches(dataset, batch_size, shuffle=False):
         y = labels.to(model.device) if model.num_classes and labels is not None else None
         x = to_float(images.to(model.device), "none")
@@ -75,6 +82,9 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
         mse.append(((recon - x) ** 2).flatten(1).mean(1).cpu())
         ps.append(psnr(recon, x).cpu())
         ss.append(ssim(recon, x).cpu())
+        for measure, of_recon, of_input in detail.values():
+            of_recon.append(measure(recon))
+            of_input.append(measure(x))
     model.train(was_training)
     out: dict[str, float] = {"images": len(dataset)}
     for name, parts in (("mse", mse), ("psnr", ps), ("ssim", ss)):
@@ -83,4 +93,9 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
     if math.isfinite(out["mse"]) and out["mse"] > 0:
         # PSNR of the mean MSE, the other convention (dataset-level rather than per-image average).
         out["psnr_of_mean_mse"] = -10.0 * math.log10(max(out["mse"], _MSE_FLOOR))
+    for name, (_, of_recon, of_input) in detail.items():
+        if of_recon:
+            out[name], out[f"{name}_se"] = ratio_of_means(
+                torch.cat(of_recon), torch.cat(of_input), paired=True
+            )
     return out

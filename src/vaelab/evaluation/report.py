@@ -21,11 +21,13 @@ from vaelab.evaluation.eval_set import fixed_inputs, seeded_subset
 from vaelab.evaluation.measure import (
     EvaluationOptions,
     disentanglement_section,
+    draw_samples,
     elbo_section,
     inception_section,
     log_likelihood_section,
     reconstruction_section,
     sample_quality_section,
+    sample_sharpness_section,
 )
 from vaelab.evaluation.posterior import posterior_statistics
 from vaelab.io.atomic import atomic_write_text
@@ -59,7 +61,8 @@ def evaluate_model(
 
     ``binarize`` is how the model saw its training data; ``train_set`` (with labels) trains or finds
     the cached feature classifier, whose accuracy is measured on ``feature_test_set`` (default:
-    ``dataset``). Without ``train_set`` the sample-quality section says it is unavailable.
+    ``dataset``). Without ``train_set`` the sample-quality section says it is unavailable; the
+    sample-sharpness section needs no classifier and reads the same samples.
     """
     opts = options or EvaluationOptions()
     if dataset.image_shape != model.image_shape:
@@ -79,11 +82,16 @@ def evaluate_model(
     disentanglement = disentanglement_section(model, dataset)
 
     quality: dict[str, Any] = {"available": False, "reason": "disabled (--no-sample-quality)"}
+    sharpness: dict[str, Any] = dict(quality)
     inception: dict[str, Any] = {"available": False, "reason": "sample quality disabled"}
     if opts.sample_quality:
         source = (train_set, feature_test_set or dataset) if train_set is not None else None
+        drawn = _timed(timings, "samples", lambda: draw_samples(model, opts))
         quality, samples = _timed(
-            timings, "sample_quality", lambda: sample_quality_section(model, dataset, source, opts)
+            timings, "sample_quality", lambda: sample_quality_section(model, dataset, source, opts, drawn)
+        )
+        sharpness = _timed(
+            timings, "sample_sharpness", lambda: sample_sharpness_section(dataset, drawn, opts)
         )
         inception = inception_section(dataset, samples, opts.inception_weights)
     timings["total"] = time.perf_counter() - t_all
@@ -116,6 +124,7 @@ def evaluate_model(
         "posterior": posterior,
         "reconstruction": recon,
         "sample_quality": quality,
+        "sample_sharpness": sharpness,
         "inception_fid": inception,
         "disentanglement": disentanglement,
         "timings_s": timings,

@@ -12,8 +12,9 @@ from typing import Any
 # The rows of a report's table, one number each: label | the number's key in the report | what it was
 # measured on. The number's standard error, where it has one, sits beside it under the key plus "_se".
 # A label indented by two spaces details the row above and is left out when it has no value. A note is
-# a format string over the report's sections; ``_note`` writes {k_gap} and {samples},
-# and {mig} and {iw_speed} stand for the longer notes of ``_LONG_NOTES``.
+# a format string over the report's sections; ``_note`` writes {k_gap}, {samples} and {sharpness},
+# and {mig}, {iw_speed}, {hf_recon}, {lap_recon} and {lap_samples} stand for the longer notes of
+# ``_LONG_NOTES``.
 _TABLE = """\
 ELBO (nats) | elbo.elbo | {elbo[images]} images, 1 sample each
   E_q log p(x|z) | elbo.log_px_z |
@@ -25,10 +26,16 @@ active units | posterior.active_units | of {posterior[latent_dim]}, Var(E_q z) >
 reconstruction MSE | reconstruction.mse | per pixel
 PSNR (dB) | reconstruction.psnr | mean per image
 SSIM | reconstruction.ssim | 11x11 Gaussian window
+HF power ratio, reconstructions | reconstruction.hf_power_ratio | {hf_recon}
+Laplacian variance ratio, reconstructions | reconstruction.laplacian_var_ratio | {lap_recon}
 FD, feature net | sample_quality.fd | {samples}
 precision | sample_quality.precision | k={sample_quality[k]}
 recall | sample_quality.recall | k={sample_quality[k]}
 feature-net test accuracy | sample_quality.classifier_test_accuracy |
+HF power ratio, samples | sample_sharpness.hf_power_ratio | {sharpness}
+Laplacian variance ratio, samples | sample_sharpness.laplacian_var_ratio | {lap_samples}
+near-binary pixels, samples | sample_sharpness.near_binary_fraction | within 0.1 of 0 or 1
+near-binary pixels, data | sample_sharpness.data_near_binary_fraction | {data[split]} images as stored
 Inception FID | inception_fid.fid | torch-fidelity, optional
 MIG (disentanglement) | disentanglement.mig | {mig}
   IW time / FLOP time at fp32 peak | log_likelihood.time_over_fp32_peak_time | {iw_speed}
@@ -43,6 +50,9 @@ _LONG_NOTES = {
     "{mig}": "{disentanglement[images]} images with known factors, Chen et al. 2018",
     "{iw_speed}": "{log_likelihood[seconds]:.0f} s at {log_likelihood[gflop_per_s]:.0f} GFLOP/s, "
     "{log_likelihood[precision]}",
+    "{hf_recon}": "power above half Nyquist, reconstructions / inputs; 1 = as sharp",
+    "{lap_recon}": "3x3 Laplacian, reconstructions / inputs; 1 = as sharp",
+    "{lap_samples}": "3x3 Laplacian, samples / data; 1 = as sharp",
 }
 
 
@@ -86,6 +96,12 @@ def _note(template: str, report: dict[str, Any]) -> str:
         if not sq.get("available"):
             return str(sq.get("reason", "unavailable"))
         return f"{sq['fake_images']} samples vs {sq['real_images']} {report['data']['split']} images"
+    if template == "{sharpness}":
+        sh = report.get("sample_sharpness") or {}
+        if not sh.get("available"):
+            return str(sh.get("reason", "unavailable"))
+        split = report["data"]["split"]
+        return f"{sh['samples']} samples / {sh['reference_images']} {split} images; 1 = as sharp"
     template = _LONG_NOTES.get(template, template)
     try:
         return template.format_map(report)

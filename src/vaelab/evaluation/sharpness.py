@@ -1,0 +1,158 @@
+"""Sharpness: how much fine detail images keep, as ratios a reader can take at face value.
+
+Blur is the VAE's best-known weakness, and PSNR / SSIM hide it (a blurry mean image scores well).
+These numbers measure the detail itself, per image, and compare a set with the data:
+
+* High-frequency (HF) power: the radially averaged power spectrum of each image (2-D FFT of each
+  channel after subtracting that channel's mean, |F|^2 / (H W)^2 so the spectrum sums to the pixel
+  variance, averaged over channels, then averaged over the frequencies in each radial bin of width
+  1 / min(H, W) cycles per pixel), summed over the bins above half the Nyquist frequency
+  (radius > 0.25 cycles per pixel, the diagonal corners included).
+* Laplacian variance: the variance over pixel positions of a 3 x 3 Laplacian filter's response
+  (valid positions; images under 3 pixels a side are padded by replication), averaged over channels.
+* Near-binary fraction: the fraction of pixels within 0.1 of 0 or 1 (inclusive); MNIST-like data
+  sit near 0.9, a blurry model's grey strokes well below.
+
+A ratio is (mean over the evaluated images) / (mean over the reference images): 1.0 is as much
+detail as the data, blur pushes it below 1, noise or over-sharpening above. Reconstructions are
+paired with their inputs; samples are compared with the test images as two sets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from vaelab.evaluation.likelihood import mean_and_se
+
+HALF_NYQUIST = 0.25  # cycles per pixel: half the Nyquist frequency of 0.5
+NEAR_BINARY_TOLERANCE = 0.1
+_CHUNK = 1000  # images per FFT / filter pass, so a 10,000-image set never sits in memory as complex128
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+
+
+def _unit_float(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) pixels in [0, 1] as float64: uint8 images are divided by 255."""
+    if images.dtype == torch.uint8:
+        return images.double() / 255.0
+    return images.double()
+
+
+def _per_image(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """``fn`` over ``images`` in chunks of ``_CHUNK``, its (B,) outputs joined, on the CPU."""
+    parts = [fn(_unit_float(images[i : i + _CHUNK])).cpu() for i in range(0, len(images), _CHUNK)]
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+
+
+def radial_power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The radially averaged power spectrum of each image: ((B, R) power, (R,) radius in cycles/pixel).
+
+    Each channel's mean is subtracted first (so the DC term is 0), the power |F|^2 / (H W)^2 of the
+    2-D FFT sums to the image's pixel variance, channels are averaged, and each radial bin (width
+    1 / min(H, W) cycles per pixel, centred on its radius) holds the mean power of its frequencies.
+    """
+    x = _unit_float(images)
+    _, _, h, w = x.shape
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x).abs().square().mean(1) / float(h * w) ** 2  # (B, H, W)
+    side = min(h, w)
+    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=x.device)
+    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=x.device)
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    bins = torch.round(radius * side).long().flatten()
+    counts = torch.bincount(bins)
+    sums = torch.zeros(len(x), len(counts), dtype=torch.float64, device=x.device)
+    sums.index_add_(1, bins, power.flatten(1))
+    kept = counts > 0
+    return sums[:, kept] / counts[kept], torch.arange(len(counts), device=x.device)[kept] / side
+
+
+def high_frequency_power(images: torch.Tensor, cutoff: float = HALF_NYQUIST) -> torch.Tensor:
+    """(B,) float64: each image's radially averaged power summed over radii above ``cutoff``
+    (cycles per pixel; default half Nyquist), the fine detail that blur removes first."""
+
+    def hf(x: torch.Tensor) -> torch.Tensor:
+        spectrum, radius = radial_power_spectrum(x)
+        return spectrum[:, radius > cutoff].sum(1)
+
+    return _per_image(hf, images)
+
+
+def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
+    """(B,) float64: the variance of each image's 3 x 3 Laplacian response over pixel positions,
+    averaged over channels. Edges and texture give large responses; blur flattens them."""
+
+    def lap(x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if min(x.shape[-2:]) < 3:
+            x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        kernel = _LAPLACIAN.to(x.device).view(1, 1, 3, 3).expand(c, 1, 3, 3)
+        response = F.conv2d(x, kernel, groups=c)
+        return response.flatten(2).var(dim=2, unbiased=False).mean(1)
+
+    return _per_image(lap, images)
+
+
+def near_binary_fraction(images: torch.Tensor, tolerance: float = NEAR_BINARY_TOLERANCE) -> torch.Tensor:
+    """(B,) float64: the fraction of each image's pixels within ``tolerance`` of 0 or 1 (inclusive).
+
+    Compared in float32 (uint8 images / 255), so a pixel stored as 0.9 counts at tolerance 0.1.
+    """
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    close = (x <= tolerance) | (x >= 1.0 - tolerance)
+    return close.flatten(1).double().mean(1).cpu()
+
+
+def ratio_of_means(values: torch.Tensor, references: torch.Tensor, *, paired: bool) -> tuple[float, float]:
+    """mean(values) / mean(references) and its delta-method standard error.
+
+    ``paired``: values[i] belongs to references[i] (a reconstruction and its input), so the error is
+    that of the mean of values - R references; otherwise the two sets' relative errors add. The ratio
+    is NaN when the references' mean is 0 (nothing to compare with).
+    """
+    a, b = values.double().flatten(), references.double().flatten()
+    if paired and a.shape != b.shape:
+        raise ValueError(f"paired ratio needs as many values as references; got {a.numel()} and {b.numel()}")
+    if a.numel() == 0 or b.numel() == 0 or float(b.mean()) == 0.0:
+        return float("nan"), float("nan")
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    ratio = mean_a / mean_b
+    if paired:
+        se = (
+            float((a - ratio * b).std(unbiased=True)) / (math.sqrt(a.numel()) * mean_b)
+            if a.numel() > 1
+            else math.nan
+        )
+    elif a.numel() > 1 and b.numel() > 1 and mean_a != 0.0:
+        rel_a = float(a.var(unbiased=True)) / (a.numel() * mean_a**2)
+        rel_b = float(b.var(unbiased=True)) / (b.numel() * mean_b**2)
+        se = abs(ratio) * math.sqrt(rel_a + rel_b)
+    else:
+        se = math.nan
+    return ratio, se
+
+
+def sharpness_ratios(images: torch.Tensor, references: torch.Tensor, *, paired: bool) -> dict[str, float]:
+    """HF power ratio and Laplacian variance ratio of ``images`` over ``references``, with standard
+    errors: 1 = as much fine detail as the references, below 1 = blurrier, above 1 = noisier."""
+    out: dict[str, float] = {}
+    for name, measure in (
+        ("hf_power_ratio", high_frequency_power),
+        ("laplacian_var_ratio", laplacian_variance),
+    ):
+        out[name], out[f"{name}_se"] = ratio_of_means(measure(images), measure(references), paired=paired)
+    return out
+
+
+def sample_sharpness(samples: torch.Tensor, references: torch.Tensor) -> dict[str, float | int]:
+    """Prior samples against the data as two sets: the sharpness ratios and the near-binary fraction
+    of each (means over images, with standard errors)."""
+    out: dict[str, float | int] = {"samples": len(samples), "reference_images": len(references)}
+    out.update(sharpness_ratios(samples, references, paired=False))
+    for key, images in (("near_binary_fraction", samples), ("data_near_binary_fraction", references)):
+        out[key], out[f"{key}_se"] = mean_and_se(near_binary_fraction(images))
+    out["near_binary_tolerance"] = NEAR_BINARY_TOLERANCE
+    return out
