@@ -17,7 +17,7 @@ def mlp_vae(side: int, latent_dim: int, hidden: int, **parts: Any) -> VAE:
             "latent_dim": latent_dim,
             "encoder": {"name": "mlp", "hidden_dims": [hidden]},
             "decoder": {"name": "mlp", "hidden_dims": [hidden]},
-            **parts,
+            **parts,  # may replace image_shape (colour images)
         }
     )
     return VAE(cfg).eval()

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from vaelab.training import TrainConfig, load_checkpoint, train
-from vaelab.training import trainer as trainer_module
+from vaelab.training import objective as trainer_module  # where the loop builds its objective
 from vaelab.training.distributed import DistContext
 from vaelab.training.stability import DivergedError, PoisonedWeightsError, UpdateGuard, check_finite
 
@@ -144,7 +144,7 @@ SCRIPT = """
 import math, sys
 from vaelab.config import load_config
 from vaelab.training import train
-from vaelab.training import trainer as t
+from vaelab.training import objective as t
 import torch.distributed as dist
 
 build = t.build_objective

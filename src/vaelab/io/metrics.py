@@ -5,6 +5,7 @@ They sit in the run directory the training loop writes, beside the rest of it::
 
     RUN/config.yaml        resolved configuration          RUN/meta.json      seed, versions, machine
     RUN/metrics.jsonl      one JSON object per epoch        RUN/tensorboard/   the same scalars + grids
+    RUN/steps.jsonl        per-step scalars of objectives that log them (GAN losses, logits, weights)
     RUN/checkpoint.pt      latest state (atomic)            RUN/model/         latest saved model
     RUN/samples/epoch_NNN.png, RUN/reconstructions/epoch_NNN.png, RUN/loss_curve.png
 """
@@ -18,11 +19,12 @@ from typing import Any
 from vaelab.io.atomic import atomic_write, atomic_write_text
 
 METRICS_NAME = "metrics.jsonl"
+STEPS_NAME = "steps.jsonl"
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.jsonl``; a torn last line (a crash mid-append) is ignored."""
-    path = Path(run_dir) / METRICS_NAME
+def read_metrics(run_dir: str | Path, name: str = METRICS_NAME) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl`` (or ``steps.jsonl``); a torn last line (a crash mid-append) is ignored."""
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     rows = []
@@ -34,9 +36,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_metrics(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.jsonl`` atomically (used on resume to drop rows past the checkpoint)."""
-    atomic_write_text(Path(run_dir) / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in rows))
+def write_metrics(run_dir: str | Path, rows: list[dict[str, Any]], name: str = METRICS_NAME) -> None:
+    """Rewrite ``metrics.jsonl`` (or ``steps.jsonl``) atomically (used on resume to drop rows past the
+    checkpoint)."""
+    atomic_write_text(Path(run_dir) / name, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class MetricsLogger:
@@ -62,6 +65,14 @@ class MetricsLogger:
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     self._tb.add_scalar(key.replace("_", "/", 1) if "_" in key else key, value, step)
             self._tb.flush()
+
+    def log_step(self, row: dict[str, float], step: int) -> None:
+        """One training step's scalars: a line of ``steps.jsonl`` and TensorBoard scalars under step/."""
+        with open(self.run_dir / STEPS_NAME, "a") as f:
+            f.write(json.dumps({"step": step, **row}) + "\n")
+        if self._tb is not None:
+            for key, value in row.items():
+                self._tb.add_scalar(f"step/{key}", value, step)
 
     def image(self, tag: str, grid_hwc: Any, step: int) -> None:
         if self._tb is not None:

@@ -42,7 +42,10 @@ class LossTerms:
 class ELBO:
     """Negative (beta-weighted) ELBO averaged over the batch."""
 
-    def __init__(self, config: ELBOConfig | None = None) -> None:
+    config_class = ELBOConfig
+
+    def __init__(self, config: ELBOConfig | None = None, **_: Any) -> None:
+        """``config``; the rest of the build context (dataset size, model) is not needed here."""
         self.config = config or ELBOConfig()
 
     @property

@@ -31,7 +31,10 @@ class IWAE:
     """Negative IWAE bound averaged over the batch; ``elbo``/``log_px_z``/``kl`` are the k-sample
     averages of the plain ELBO terms, logged beside it so runs stay comparable with ELBO runs."""
 
-    def __init__(self, config: IWAEConfig | None = None) -> None:
+    config_class = IWAEConfig
+
+    def __init__(self, config: IWAEConfig | None = None, **_: Any) -> None:
+        """``config``; the rest of the build context (dataset size, model) is not needed here."""
         self.config = config or IWAEConfig()
 
     @property

@@ -87,7 +87,11 @@ def log_qz_terms(
 class BetaTCVAE:
     """Negative beta-TCVAE bound averaged over the batch; returns MI, TC and dimension-wise KL per image."""
 
-    def __init__(self, config: TCVAEConfig | None = None, *, dataset_size: int | None = None) -> None:
+    config_class = TCVAEConfig
+
+    def __init__(
+        self, config: TCVAEConfig | None = None, *, dataset_size: int | None = None, **_: Any
+    ) -> None:
         if dataset_size is None or dataset_size < 1:
             raise ValueError(
                 "the beta-TCVAE objective needs the training set's size (dataset_size) for its "

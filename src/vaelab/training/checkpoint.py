@@ -54,8 +54,9 @@ class Checkpoint:
 
     The data position (``epoch``, ``batch``) and ``binarize_rng`` replay the epoch's batches; ``ranks``
     hold each process's RNG and partial sums; the rest are the state dicts of the model, its EMA copy,
-    Adam, the learning-rate scheduler, the fp16 GradScaler (empty when loss scaling is off) and the
-    update guard's counters.
+    Adam, the learning-rate scheduler, the fp16 GradScaler (empty when loss scaling is off), the
+    update guard's counters and the objective's own state (the adversarial objective's discriminator,
+    its Adam and counters; empty for the others).
     """
 
     model: dict[str, torch.Tensor]
@@ -71,6 +72,7 @@ class Checkpoint:
     ranks: list[RankState] = field(default_factory=list)
     world_size: int = 1
     train_seconds: float = 0.0
+    objective: dict[str, Any] = field(default_factory=dict)  # an objective's own state (a discriminator)
 
     def to_state_dict(self) -> dict[str, Any]:
         """Tensors and plain containers only (what ``weights_only`` loads); None fields are left out."""
@@ -97,6 +99,7 @@ class Checkpoint:
             ranks=[RankState.from_state_dict(r) for r in state.get("ranks", [])],
             world_size=int(state.get("world_size", 1)),
             train_seconds=float(state.get("train_seconds", 0.0)),
+            objective=dict(state.get("objective", {})),
         )
 
     def save(self, path: str | Path) -> Path:

@@ -14,7 +14,7 @@ import torch
 from vaelab.data import ImageDataset, PackedDataset, batches, load_dataset, to_float
 from vaelab.errors import DataError, OutputExistsError, UsageError
 from vaelab.io.atomic import atomic_write_text
-from vaelab.io.metrics import read_metrics, write_metrics
+from vaelab.io.metrics import STEPS_NAME, read_metrics, write_metrics
 from vaelab.models.vae import VAE
 from vaelab.runtime import environment
 from vaelab.training import distributed as D
@@ -130,9 +130,13 @@ def start_run_dir(
     split, versions, command; each resume appended)."""
     if saved is not None:
         write_metrics(run_dir, [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= saved.epoch])
+        if (run_dir / STEPS_NAME).exists():
+            steps = [r for r in read_metrics(run_dir, STEPS_NAME) if r["step"] <= saved.step]
+            write_metrics(run_dir, steps, STEPS_NAME)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        (run_dir / STEPS_NAME).unlink(missing_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if saved is not None and meta_path.exists() else {}

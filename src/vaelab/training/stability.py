@@ -127,7 +127,7 @@ def check_finite(modules: dict[str, nn.Module | None], what: str) -> None:
     for label, module in modules.items():
         if module is None:
             continue
-        for name, tensor in module.state_dict().items():
+        for name, tensor in nn.Module.state_dict(module).items():  # flat, whatever the class adds
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise PoisonedWeightsError(
                     f"refusing to write {what}: {label} tensor {name!r} holds NaN or infinity (the previous "

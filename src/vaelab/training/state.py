@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel
 
@@ -34,6 +36,7 @@ class TrainState:
     scheduler: LambdaLR
     scaler: torch.amp.GradScaler
     guard: UpdateGuard
+    objective: Any = None  # set by the loop once built from the model; saved when it has state
     epochs_done: int = 0
     step: int = 0
     train_seconds: float = 0.0
@@ -80,7 +83,13 @@ class TrainState:
         """Checkpoint after ``batch`` batches of the epoch after ``epochs_done`` (0: at an epoch's end),
         with ``seconds`` of training time. Collective (every rank calls it): each rank checks the
         weights and sends its RNG states and partial ``sums``; rank 0 writes."""
-        check_finite({"model": self.model, "EMA model": self.ema}, "a checkpoint")  # all ranks stop together
+        stateful = isinstance(self.objective, nn.Module)
+        modules = {
+            "model": self.model,
+            "EMA model": self.ema,
+            "objective": self.objective if stateful else None,
+        }
+        check_finite(modules, "a checkpoint")  # all ranks stop together
         cuda_rng = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
         mine = RankState(rng=torch.get_rng_state(), sums=sums.state_dict(), cuda_rng=cuda_rng)
         ranks = D.gather_objects(mine, ctx)
@@ -100,6 +109,7 @@ class TrainState:
             ranks=ranks,  # type: ignore[arg-type]
             world_size=ctx.world_size,
             train_seconds=seconds,
+            objective=self.objective.state_dict() if stateful else {},
         ).save(path)
 
 

@@ -121,6 +121,7 @@ def build_step(
             return objective(net(x, labels, **objective.forward_kwargs), kl_weight)
 
     terms_of = _compiled_after_eager_call(compute_terms) if config.compile else compute_terms
+    discriminator_step = getattr(objective, "discriminator_step", None)  # the adversarial objective's
 
     def step(
         x: torch.Tensor, labels: torch.Tensor | None = None, kl_weight: float = 1.0, weight: float = 1.0
@@ -133,12 +134,19 @@ def build_step(
             scaler.unscale_(optimizer)  # the guard's norms and clipping see the true gradients
             if not guard.allow(terms.loss, ctx):
                 scaler.update()  # an fp16 overflow lowers the scale; fp32/bf16: a no-op
+                adversary_step(x, terms)
                 return terms, False
         scaler.step(optimizer)  # an fp32 step is a plain optimizer.step()
         scaler.update()
         if on_update is not None:
             on_update()
+        adversary_step(x, terms)
         return terms, True
+
+    def adversary_step(x: torch.Tensor, terms: LossTerms) -> None:
+        """The discriminator's update after the generator's, for an objective that has one."""
+        if discriminator_step is not None:
+            terms.stats |= discriminator_step(x, terms.fake)  # type: ignore[attr-defined]
 
     step.scaler = scaler  # type: ignore[attr-defined]
     return step

@@ -27,7 +27,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from vaelab.models.vae import VAE
-from vaelab.objectives import build_objective
 from vaelab.perf import flush_denormals
 from vaelab.runtime import seed_everything
 from vaelab.training import distributed as D
@@ -36,6 +35,7 @@ from vaelab.training.config import TrainConfig
 from vaelab.training.ema import eval_model
 from vaelab.training.epoch_data import EpochRandomness, epoch_batches
 from vaelab.training.epoch_report import EpochReport, FlopsLog, train_row
+from vaelab.training.objective import training_objective
 from vaelab.training.run_config import RunConfig
 from vaelab.training.running_means import RunningMeans
 from vaelab.training.schedules import kl_weight
@@ -124,7 +124,7 @@ def _train(
     state = TrainState.build(config, n_batches, ctx.device, saved)
     model, ema = state.model, state.ema
     net = DistributedDataParallel(model) if ctx.distributed else model
-    objective = build_objective(config.objective, dataset_size=len(train_set))
+    objective = state.objective = training_objective(config, train_set, model, saved, ctx, log)
     run_step = build_step(
         net,
         objective,
@@ -162,6 +162,8 @@ def _train(
                     terms, applied = run_step(x, y, kl_weight(state.step, tc), share)
                     state.scheduler.step()  # schedules follow the batch count, skipped updates included
                     state.step += 1
+                    if report is not None and getattr(terms, "stats", None):  # per-step GAN scalars
+                        report.logger.log_step({k: float(v) for k, v in terms.stats.items()}, state.step)
                     if applied:  # a skipped step's (maybe NaN) terms stay out of the epoch's means
                         sums.add(terms, len(x))
                     bar.update(1)

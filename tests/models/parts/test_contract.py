@@ -210,8 +210,8 @@ def test_conditioning(name):
 def test_objective(name, decoder):
     torch.manual_seed(0)
     config = TypeAdapter(ObjectiveConfig).validate_python({"name": name})
-    objective = build_objective(config, dataset_size=100)
     model = tiny_vae(encoder="resnet", decoder=decoder)
+    objective = build_objective(config, dataset_size=100, model=model)
     x = (torch.rand(6, 1, 12, 12) > 0.5).float()
     out = model(x, **objective.forward_kwargs)
     for kl_weight in (1.0, 0.0):
