@@ -220,16 +220,16 @@ class DiscretizedGaussianLikelihoodConfig(PartConfig):
 
 class PixelCNNLikelihoodConfig(LogisticMixtureLikelihoodConfig):
     """The logistic mixture (``logistic_mixture``'s fields) whose parameters also follow each pixel's
-    causal neighbourhood through one masked convolution: a small PixelCNN head (PixelVAE) for
-    likelihood. Normalised over 8-bit levels like the mixture; decoding is pixel by pixel."""
+    causal neighbourhood: a PixelCNN head (PixelVAE), normalised; decoding is pixel by pixel."""
 
     name: Literal["pixelcnn"] = "pixelcnn"  # type: ignore[assignment]
     coupled: bool = True
-    # The masked convolution's side (odd): a pixel sees kernel // 2 rows above it and kernel // 2
-    # pixels to either side in those rows, and kernel // 2 pixels to its left.
+    # The masked convolution's side (odd): a pixel sees the kernel // 2 rows above and pixels left of it.
     kernel: int = Field(default=5, ge=3)
-    # Width of the head and its number of extra per-pixel (1 x 1) layers.
+    # Width of the head, its gated residual layers (Gated PixelCNN's vertical and horizontal stacks, each
+    # widening the causal window by a pixel; 0: none) and its extra per-pixel (1 x 1) layers after them.
     hidden: int = Field(default=32, ge=1)
+    gated_layers: int = Field(default=0, ge=0)
     depth: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
