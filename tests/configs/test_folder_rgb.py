@@ -59,7 +59,14 @@ def test_folder_rgb_reconstructs_coloured_shapes(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["folder-rgb.yaml", "folder-rgb-spatial.yaml", "photos32.yaml", "photos32-pixelcnn.yaml"]
+    "name",
+    [
+        "folder-rgb.yaml",
+        "folder-rgb-spatial.yaml",
+        "photos32.yaml",
+        "photos32-pixelcnn.yaml",
+        "photos32-pixelcnn-gated.yaml",
+    ],
 )
 @pytest.mark.parametrize("side", [32, 64])
 def test_colour_configs_build_at_32_and_64_pixels(name, side):

@@ -24,10 +24,11 @@ def trained_looking(part: PixelCNNLikelihood, seed: int = 0) -> PixelCNNLikeliho
     return part
 
 
-@pytest.mark.parametrize(("channels", "coupled"), [(3, True), (1, False)])
-def test_a_pixels_parameters_read_only_the_pixels_before_it(channels: int, coupled: bool) -> None:
+@pytest.mark.parametrize(("channels", "coupled", "gated"), [(3, True, 0), (1, False, 0), (3, True, 2)])
+def test_a_pixels_parameters_read_only_the_pixels_before_it(channels: int, coupled: bool, gated: int) -> None:
     torch.manual_seed(0)
-    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(coupled=coupled), channels))
+    config = PixelCNNLikelihoodConfig(coupled=coupled, gated_layers=gated)
+    part = trained_looking(PixelCNNLikelihood(config, channels))
     params = torch.randn(2, part.param_channels, 6, 5)
     x = torch.randint(0, 256, (2, channels, 6, 5)).float() / 255
     changed = x.clone()
@@ -40,11 +41,13 @@ def test_a_pixels_parameters_read_only_the_pixels_before_it(channels: int, coupl
     assert moved.min().item() == 3 * 5 + 2 + 1
 
 
-def test_probabilities_of_all_images_sum_to_one() -> None:
+@pytest.mark.parametrize("gated", [0, 1])
+def test_probabilities_of_all_images_sum_to_one(gated: int) -> None:
     """A two-pixel greyscale image: the 65,536 images' probabilities sum to 1, so the product of the
     per-pixel conditionals is a normalised distribution over whole images (bits/dim is a code length)."""
     torch.manual_seed(1)
-    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(coupled=False, components=3), 1))
+    config = PixelCNNLikelihoodConfig(coupled=False, components=3, gated_layers=gated)
+    part = trained_looking(PixelCNNLikelihood(config, 1))
     params = torch.randn(1, part.param_channels, 1, 2)
     levels = torch.arange(256.0) / 255
     images = torch.stack(torch.meshgrid(levels, levels, indexing="ij"), -1).reshape(-1, 1, 1, 2)
@@ -58,27 +61,31 @@ def test_probabilities_of_all_images_sum_to_one() -> None:
     assert log_p.view(256, 256).softmax(1).std(0).max() > 1e-3
 
 
-def test_untrained_head_is_the_plain_mixture() -> None:
+@pytest.mark.parametrize("gated", [0, 2])
+def test_untrained_head_is_the_plain_mixture(gated: int) -> None:
     """The output layer starts at zero: training starts from ``logistic_mixture`` exactly."""
     torch.manual_seed(3)
-    part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(), 3)
+    part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(gated_layers=gated), 3)
     plain = LogisticMixtureLikelihood(LogisticMixtureLikelihoodConfig(coupled=True), 3)
     params = torch.randn(4, part.param_channels, 8, 8)
     x = torch.randint(0, 256, (4, 3, 8, 8)).float() / 255
     torch.testing.assert_close(part(params).log_prob(x), plain(params).log_prob(x))
 
 
-def test_decoding_is_consistent_with_the_teacher_forced_pass() -> None:
+@pytest.mark.parametrize(("kernel", "gated"), [(3, 0), (3, 2), (5, 1)])
+def test_decoding_is_consistent_with_the_teacher_forced_pass(kernel: int, gated: int) -> None:
+    """Also checks the decoder's crop windows: a window that missed part of what the pixel reads would
+    give it other parameters than the full-image pass (the image is larger than the windows)."""
     torch.manual_seed(4)
-    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(kernel=3), 3))
-    params = torch.randn(3, part.param_channels, 5, 4)
+    part = trained_looking(PixelCNNLikelihood(PixelCNNLikelihoodConfig(kernel=kernel, gated_layers=gated), 3))
+    params = torch.randn(3, part.param_channels, 9, 10)
     mean = part.mean(params)
     # every pixel of the greedy image is the mixture mean given the greedy image's earlier pixels
     teacher = part.mixture(part.pixel_params(params, mean)).mean.clamp(0, 1)
     torch.testing.assert_close(mean, teacher, atol=1e-5, rtol=0)
     torch.manual_seed(5)
     drawn = part(params).sample()
-    assert drawn.shape == (3, 3, 5, 4)
+    assert drawn.shape == (3, 3, 9, 10)
     assert torch.allclose(drawn * 255, (drawn * 255).round(), atol=1e-3)  # 8-bit levels
     assert drawn.min() >= 0 and drawn.max() <= 1
     assert torch.isfinite(part(params).log_prob(drawn)).all()
@@ -125,12 +132,31 @@ def test_loops_visit_every_pixel_once() -> None:
     part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(kernel=5, coupled=False), 1)
     params = torch.zeros(1, part.param_channels, 3, 4)
     seen: list[tuple[int, int]] = []
-    at = part.context.at
+    at = part.params_at
 
-    def spy(padded: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    def spy(params: torch.Tensor, image: torch.Tensor, i: int, j: int) -> torch.Tensor:
         seen.append((i, j))
-        return at(padded, i, j)
+        return at(params, image, i, j)
 
-    part.context.at = spy  # type: ignore[method-assign]
+    part.params_at = spy  # type: ignore[method-assign]
     part.mean(params)
     assert seen == list(itertools.product(range(3), range(4)))
+
+
+def test_gated_stacks_see_the_whole_causal_window_without_a_blind_spot() -> None:
+    """With gated layers, pixel (i, j) reads every pixel of rows i - reach .. i - 1 within reach columns
+    on either side (the top right too, which a stack of masked 3 x 3 convolutions misses) and the reach
+    pixels to its left."""
+    torch.manual_seed(7)
+    part = trained_looking(
+        PixelCNNLikelihood(PixelCNNLikelihoodConfig(kernel=3, gated_layers=2, coupled=False), 1)
+    )
+    assert part.reach == 3
+    params = torch.randn(1, part.param_channels, 9, 9)
+    x = torch.rand(1, 1, 9, 9, requires_grad=True)
+    part.pixel_params(params, x)[0, :, 6, 4].sum().backward()
+    read = x.grad[0, 0] != 0
+    expected = torch.zeros(9, 9, dtype=torch.bool)
+    expected[3:6, 1:8] = True
+    expected[6, 1:4] = True
+    assert torch.equal(read, expected)

@@ -34,16 +34,18 @@ from vaelab.models.parts.logistic import LogisticMixtureLikelihood, LogisticMixt
 
 class PixelCNNLikelihoodConfig(LogisticMixtureLikelihoodConfig):
     """The logistic mixture (``logistic_mixture``'s fields) whose parameters also follow each pixel's
-    causal neighbourhood through one masked convolution: a small PixelCNN head (PixelVAE) for
-    likelihood. Normalised over 8-bit levels like the mixture; decoding is pixel by pixel."""
+    causal neighbourhood: a small PixelCNN head (PixelVAE) for likelihood. Normalised over 8-bit levels
+    like the mixture; decoding is pixel by pixel."""
 
     name: Literal["pixelcnn"] = "pixelcnn"  # type: ignore[assignment]
     coupled: bool = True
     # The masked convolution's side (odd): a pixel sees kernel // 2 rows above it and kernel // 2
     # pixels to either side in those rows, and kernel // 2 pixels to its left.
     kernel: int = Field(default=5, ge=3)
-    # Width of the head and its number of extra per-pixel (1 x 1) layers.
+    # Width of the head, its gated residual layers (Gated PixelCNN's vertical and horizontal stacks, each
+    # widening the causal window by a pixel; 0: none) and its extra per-pixel (1 x 1) layers after them.
     hidden: int = Field(default=32, ge=1)
+    gated_layers: int = Field(default=0, ge=0)
     depth: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
@@ -55,24 +57,58 @@ class PixelCNNLikelihoodConfig(LogisticMixtureLikelihoodConfig):
 
 class CausalConv2d(nn.Conv2d):
     """A ``kernel`` x ``kernel`` convolution whose output at (i, j) reads only pixels strictly before
-    (i, j) in raster order (PixelCNN's mask "A": the rows above, and the same row's left part)."""
+    (i, j) in raster order (PixelCNN's mask "A": the rows above, and the same row's left part), or with
+    ``rows_above`` only the rows above (the start of the vertical stack)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, rows_above: bool = False) -> None:
         super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
         mask = torch.ones_like(self.weight)
         c = kernel // 2
-        mask[:, :, c, c:] = 0
+        mask[:, :, c, 0 if rows_above else c :] = 0
         mask[:, :, c + 1 :] = 0
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
-    def at(self, padded: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """The output at pixel (i, j) alone, from the image zero-padded by ``kernel // 2`` on each side:
-        (B, out, 1, 1). Equal to ``forward(x)[..., i:i+1, j:j+1]`` at a kernel's cost."""
-        k = self.kernel_size[0]
-        return F.conv2d(padded[:, :, i : i + k, j : j + k], self.weight * self.mask, self.bias)
+
+class ShiftedConv2d(nn.Conv2d):
+    """A (rows, cols) convolution whose output at (i, j) reads rows i - rows + 1 .. i and columns
+    centred on j (``centred``) or ending at j: never a row below, and uncentred never a column right."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int], centred: bool) -> None:
+        super().__init__(in_channels, out_channels, kernel)
+        rows, cols = kernel
+        self.pad = (cols // 2, cols // 2, rows - 1, 0) if centred else (cols - 1, 0, rows - 1, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
+def gate(x: torch.Tensor) -> torch.Tensor:
+    """PixelCNN's gated activation: tanh of the first half of the channels times sigmoid of the second."""
+    a, b = x.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class GatedStackLayer(nn.Module):
+    """One gated residual layer of the two stacks of Gated PixelCNN (van den Oord et al. 2016), which
+    together see the whole causal past without a blind spot. The vertical stack ``v`` at (i, j) sees
+    only rows above i and grows one row up and one column to each side per layer (a 2 x 3 convolution
+    over its own rows i - 1 and i); the horizontal stack ``h`` sees the pixels before (i, j) and grows one
+    column left (1 x 2) and reads ``v`` at the same pixel."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.vertical = ShiftedConv2d(hidden, 2 * hidden, (2, 3), centred=True)
+        self.horizontal = ShiftedConv2d(hidden, 2 * hidden, (1, 2), centred=False)
+        self.v_to_h = nn.Conv2d(2 * hidden, 2 * hidden, 1)
+        self.h_out = nn.Conv2d(hidden, hidden, 1)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_pre = self.vertical(v)
+        h_pre = self.horizontal(h) + self.v_to_h(v_pre)
+        return v + gate(v_pre), h + self.h_out(gate(h_pre))
 
 
 class PixelCNNLikelihood(LikelihoodPart):
@@ -95,25 +131,34 @@ class PixelCNNLikelihood(LikelihoodPart):
         hidden = config.hidden
         self.context = CausalConv2d(channels, hidden, config.kernel)
         self.from_params = nn.Conv2d(self.param_channels, hidden, 1)
+        # The optional gated stacks: a vertical stack started from the rows above, then the layers.
+        self.above = (
+            CausalConv2d(channels, hidden, config.kernel, rows_above=True) if config.gated_layers else None
+        )
+        self.stack = nn.ModuleList(GatedStackLayer(hidden) for _ in range(config.gated_layers))
         self.hidden = nn.ModuleList(nn.Conv2d(hidden, hidden, 1) for _ in range(config.depth))
         self.out = nn.Conv2d(hidden, self.param_channels, 1)
         # Zero start: an untrained head leaves the decoder's mixture as it is (a plain
         # logistic_mixture), so training starts from the non-autoregressive model and adds context.
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-
-    def _head(self, context: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """Pixel parameters: the decoder's ``params`` plus the correction from ``context`` (the causal
-        convolution's output at the same pixels)."""
-        h = F.silu(context + self.from_params(params))
-        for layer in self.hidden:
-            h = h + F.silu(layer(h))
-        return params + self.out(h)
+        # How far pixel (i, j)'s parameters reach: rows i - reach .. i, columns j - reach .. j + reach.
+        self.reach = config.kernel // 2 + config.gated_layers
 
     def pixel_params(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mixture parameters of every pixel given the image ``x`` in [0, 1] (teacher forcing: pixel
-        (i, j)'s parameters read only x before (i, j))."""
-        return self._head(self.context(x * 2 - 1), params)
+        (i, j)'s parameters read only x before (i, j)): the decoder's ``params`` plus a correction from
+        the causal context."""
+        x = x * 2 - 1
+        h = self.context(x) + self.from_params(params)
+        if self.above is not None:
+            v = self.above(x)
+            for layer in self.stack:
+                v, h = layer(v, h)
+        h = F.silu(h)
+        for layer in self.hidden:
+            h = h + F.silu(layer(h))
+        return params + self.out(h)
 
     def forward(self, params: torch.Tensor) -> Distribution:
         return AutoregressiveImage(self, params)
@@ -123,23 +168,27 @@ class PixelCNNLikelihood(LikelihoodPart):
         already chosen (a greedy decode; the exact mean of an autoregressive model has no closed form)."""
         return self.decode(params, draw=False)
 
+    def params_at(self, params: torch.Tensor, image: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Pixel (i, j)'s mixture parameters (B, param_channels, 1, 1), equal to
+        ``pixel_params(params, image)[..., i:i+1, j:j+1]`` at the cost of a small window: the head runs on
+        the crop of rows i - reach .. i and columns j - reach .. j + reach, which holds everything the
+        pixel reads through every layer (zero padding at a crop edge inside the image only changes
+        values that pixel (i, j) does not read)."""
+        top, left, right = max(0, i - self.reach), max(0, j - self.reach), j + self.reach + 1
+        window = (slice(None), slice(None), slice(top, i + 1), slice(left, right))
+        return self.pixel_params(params[window], image[window])[:, :, -1:, j - left : j - left + 1]
+
     @torch.no_grad()
     def decode(self, params: torch.Tensor, draw: bool) -> torch.Tensor:
         """Pixels in raster order from ``params`` (B, param_channels, H, W): each drawn from its mixture
         (``draw``) or set to the mixture's mean, then seen by the pixels after it. Images in [0, 1]."""
         b, _, h, w = params.shape
-        r = self.config.kernel // 2
-        channels = self.context.in_channels
-        # The image in [-1, 1] units, zero-padded like the causal convolution's own padding.
-        padded = params.new_zeros(b, channels, h + 2 * r, w + 2 * r)
-        image = params.new_zeros(b, channels, h, w)
+        image = params.new_zeros(b, self.context.in_channels, h, w)
         for i in range(h):
             for j in range(w):
-                p = self._head(self.context.at(padded, i, j), params[:, :, i : i + 1, j : j + 1])
-                pixel_dist = self.mixture(p)
+                pixel_dist = self.mixture(self.params_at(params, image, i, j))
                 pixel = pixel_dist.sample() if draw else pixel_dist.mean.clamp(0, 1)
                 image[:, :, i : i + 1, j : j + 1] = pixel
-                padded[:, :, i + r, j + r] = pixel[:, :, 0, 0] * 2 - 1
         return image
 
 
