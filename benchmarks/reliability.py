@@ -36,18 +36,18 @@ GUARDS += ["train.lr_warmup_steps=500", "train.kl_anneal=linear", "train.kl_anne
 EPOCH_KEYS = ("epoch", "train_elbo", "val_elbo", "skipped_updates", "skipped_nonfinite", "skipped_large_grad")
 EPOCH_KEYS += ("clipped_updates", "grad_norm_mean", "grad_norm_max", "val_active_units", "train_minutes")
 EXPLODE = 1e4  # a training -ELBO past this many nats counts as diverged
-# The ordinary `vaelab train`, wrapped only to log each finished optimiser step to a file, so that the
-# harness knows how many steps a kill threw away.
+# The ordinary `vaelab train`, wrapped only to log each finished training step (the loop adds each applied
+# step's terms to its running means) to a file, so that the harness knows how many steps a kill threw away.
 CHILD = """
-import os, sys, torch
+import os, sys
 from vaelab.cli import main
+from vaelab.training.running_means import RunningMeans
 log = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-original = torch.optim.Adam.step
-def step(self, *a, **k):
-    out = original(self, *a, **k)
+original = RunningMeans.add
+def add(self, *a, **k):
+    original(self, *a, **k)
     os.write(log, b"s\\n")
-    return out
-torch.optim.Adam.step = step
+RunningMeans.add = add
 sys.exit(main(sys.argv[2:]))
 """
 # A small MLP on the synthetic set, one thread.
@@ -291,12 +291,14 @@ def make_data(path: Path) -> Path:
     return path
 
 
-def train_args(data: Path, run_dir: Path, epochs: int, every: int, resume: bool) -> list[str]:
+def train_args(
+    data: Path, run_dir: Path, epochs: int, every: int, resume: bool, overrides: tuple[str, ...] = ()
+) -> list[str]:
     """``vaelab`` arguments of a fresh run (a checkpoint every ``every`` steps) or of its resume."""
     common = ["--no-progress", "--epochs", str(epochs), "--device", "cpu"]
     if resume:
         return ["train", "--resume", str(run_dir), *common]
-    sets = [f"--set={s}" for s in [*TINY, f"train.checkpoint_every={every}"]]
+    sets = [f"--set={s}" for s in [*TINY, f"train.checkpoint_every={every}", *overrides]]
     return ["train", "--dataset", str(data), "--run-dir", str(run_dir), *common, *sets]
 
 
@@ -323,15 +325,21 @@ def finish(proc: subprocess.Popen) -> None:
 
 @benchmark
 def fault_injection(
-    kills: int = 20, epochs: int = 3, checkpoint_every: int = 5, seed: int = 0, workdir: Path | None = None
+    kills: int = 20,
+    epochs: int = 3,
+    checkpoint_every: int = 5,
+    seed: int = 0,
+    workdir: Path | None = None,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """SIGKILL training at random moments, resume each time, and check that no checkpoint is ever corrupt,
-    that at most --checkpoint-every steps are lost per kill, and that the final weights equal those of an
+    that at most --checkpoint-every steps are lost per kill, and that the final weights (and the per-step
+    log of objectives that keep one, e.g. --set objective.name=adversarial) equal those of an
     uninterrupted run with the same seed (a small MLP on synthetic 12x12 images, CPU)."""
     import torch
     from safetensors.torch import load_file
 
-    from vaelab.io.metrics import read_metrics
+    from vaelab.io.metrics import STEPS_NAME, read_metrics
     from vaelab.models import VAE
 
     rnd, every = random.Random(seed), checkpoint_every
@@ -339,7 +347,7 @@ def fault_injection(
         tmp = Path(tmp)
         data, ref_dir, run_dir = make_data(tmp / "data.npz"), tmp / "reference", tmp / "killed"
         start = time.perf_counter()
-        finish(run_child(train_args(data, ref_dir, epochs, every, False), tmp / "ref-steps"))
+        finish(run_child(train_args(data, ref_dir, epochs, every, False, overrides), tmp / "ref-steps"))
         ref_seconds, total_steps = time.perf_counter() - start, count_lines(tmp / "ref-steps")
         lost, kill_log, started = [], [], False
         for i in range(kills):
@@ -350,7 +358,7 @@ def fault_injection(
             # land anywhere in a step, in a checkpoint write or in the end-of-epoch work.
             stretch = max(2, 2 * (total_steps - before) // (kills - i + 1))
             target = min(total_steps - 1, before + rnd.randint(1, stretch))
-            proc = run_child(train_args(data, run_dir, epochs, every, started), step_log)
+            proc = run_child(train_args(data, run_dir, epochs, every, started, overrides), step_log)
             while before + count_lines(step_log) < target and proc.poll() is None:
                 time.sleep(0.002)
             time.sleep(rnd.uniform(0.0, 0.03))
@@ -363,7 +371,7 @@ def fault_injection(
                 lost.append(done - after)
                 row = {"kill": i, "steps_done": done, "checkpoint_step": after, "model_loads": loads}
                 kill_log.append(row)
-        finish(run_child(train_args(data, run_dir, epochs, every, started), tmp / "final-steps"))
+        finish(run_child(train_args(data, run_dir, epochs, every, started, overrides), tmp / "final-steps"))
         a, b = (load_file(str(d / "model" / "model.safetensors")) for d in (ref_dir, run_dir))
         return {
             "kills": len(kill_log),
@@ -372,6 +380,7 @@ def fault_injection(
             "steps_lost": lost,
             "final_weights_identical": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
             "metrics_epochs": [r["epoch"] for r in read_metrics(run_dir)],
+            "step_log_identical": read_metrics(ref_dir, STEPS_NAME) == read_metrics(run_dir, STEPS_NAME),
             "reference_seconds": ref_seconds,
             "log": kill_log,
         }

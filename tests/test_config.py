@@ -35,10 +35,11 @@ def test_shipped_configs_validate_round_trip_and_build(path, tmp_path):
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
     assert load_config(tmp_path / "c.yaml") == cfg
     # the model builds and runs on two images of the dataset's shape (MNIST 28x28, the folder size, or
-    # photos32's 32x32 RGB for a config whose likelihood couples the colour channels)
+    # photos32's 32x32 RGB for the .npz configs, all made for photos32, and for a config whose likelihood
+    # couples the colour channels)
     side = cfg.data.image_size if cfg.data.name == "folder" else 28
     channels = cfg.data.channels if cfg.data.name == "folder" else 1
-    if getattr(cfg.model.likelihood, "coupled", False):
+    if cfg.data.name == "npz" or getattr(cfg.model.likelihood, "coupled", False):
         side, channels = 32, 3
     update: dict = {"image_shape": (channels, side, side)}
     labels = None

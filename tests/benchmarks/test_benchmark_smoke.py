@@ -57,6 +57,10 @@ SMOKE = {
         "photos32 pythae",
     ),
     "lossless_codecs": case("--limit 6", "photos32", slow=False),
+    "sharp": case(
+        "--config configs/mnist-sharp.yaml --dataset digits --minutes 0.02 --iw-samples 1 --n-samples 16"
+        " --set objective.disc_start=0 --set train.batch_size=16"
+    ),
 }
 
 

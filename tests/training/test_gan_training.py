@@ -50,6 +50,7 @@ def test_a_run_stopped_mid_gan_training_resumes_to_the_same_losses(
     assert {"d_loss", "g_loss", "adaptive_weight", "logits_real", "logits_fake"} <= rows[3].keys()
     for x, y in zip(full.history, resumed.history, strict=True):
         assert x["train_loss"] == y["train_loss"] and x["val_elbo"] == y["val_elbo"]
+        assert x["disc_loss"] == y["disc_loss"] and x["disc_paused"] == y["disc_paused"] == 0
 
 
 def test_the_perceptual_term_falls_back_to_a_self_trained_net_and_says_so(blobs_npz, tmp_path, capsys):

@@ -205,6 +205,15 @@ class Adversarial(nn.Module):
         self.step += 1
         return stats
 
+    def summary(self) -> dict[str, float | int]:
+        """For the epoch's metrics row: the discriminator's smoothed loss and its guard counters so far
+        (updates paused while it won outright, skipped for a non-finite loss)."""
+        return {
+            "disc_loss": float(self.loss_ema),
+            "disc_paused": int(self.paused),
+            "disc_skipped": int(self.skipped),
+        }
+
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         """The discriminator, its counters and its Adam state (the frozen perceptual net is rebuilt)."""
         own = {

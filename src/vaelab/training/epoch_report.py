@@ -52,6 +52,7 @@ def train_row(
         "lr": state.scheduler.get_last_lr()[0],  # for the next update
         "kl_weight": kl_weight(state.step, config.train),
         **state.guard.summary(),
+        **(state.objective.summary() if hasattr(state.objective, "summary") else {}),  # a discriminator's
         "peak_rss_mb": peak_rss_mb(),  # the process's high-water mark so far
     }
 
@@ -173,11 +174,14 @@ def epoch_line(row: dict[str, Any], epochs: int) -> str:
     flops = ""
     if "gflop_per_s" in row:
         flops = f", {row['gflop_per_s']:.0f} GFLOP/s = {row['peak_fraction']:.0%} of peak"
+    gan = ""
+    if "disc_loss" in row:  # the adversarial objective's discriminator
+        gan = f"D loss {row['disc_loss']:.3f} paused {row['disc_paused']} skipped {row['disc_skipped']}  "
     return (
         f"epoch {row['epoch']}/{epochs}  train -ELBO {-row['train_elbo']:.2f}  "
         f"val -ELBO {-row['val_elbo']:.2f}  "
         f"KL {row['val_kl']:.2f}  rec {-row['val_log_px_z']:.2f}  active {row.get('val_active_units', '?')}  "
-        f"skipped {row['skipped_updates']}  ({row['train_seconds']:.1f}s, "
+        f"skipped {row['skipped_updates']}  {gan}({row['train_seconds']:.1f}s, "
         f"{row['images_per_s']:.0f} img/s{flops})"
     )
 
