@@ -186,10 +186,12 @@ def load_feature_space(
     config: FeatureNetConfig | None = None,
     cache: bool = True,
     progress: bool = False,
+    seed: int = 0,
 ) -> FeatureSpace:
     """The feature net for ``train_set``: from the cache, else trained now (and cached).
 
     ``test_set`` gives the accuracy stated in reports (computed once, when the net is trained).
+    ``seed`` seeds the default recipe (another seed trains another net: the perceptual loss's).
     Raises ``DataError`` when the training set has no labels: without classes there is no classifier.
     """
     if train_set.labels is None or not train_set.num_classes or train_set.num_classes < 2:
@@ -201,7 +203,7 @@ def load_feature_space(
         # About 150k image presentations whatever the dataset's size: 3 epochs of MNIST, more of small sets.
         epochs = min(30, max(3, math.ceil(150_000 / max(1, len(train_set)))))
         config = FeatureNetConfig(
-            image_shape=train_set.image_shape, num_classes=train_set.num_classes, epochs=epochs
+            image_shape=train_set.image_shape, num_classes=train_set.num_classes, epochs=epochs, seed=seed
         )
     key = fingerprint(train_set, config)
     directory = cache_dir() / "feature-nets" / f"{train_set.name}-{key[:16]}"

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.evaluation.likelihood import mean_and_se
-from vaelab.evaluation.sharpness import high_frequency_power, laplacian_variance, ratio_of_means
+from vaelab.evaluation.sharpness import DETAIL_MEASURES, ratio_of_means
 from vaelab.models.vae import VAE
 
 _MSE_FLOOR = 1e-10  # a perfect reconstruction would have infinite PSNR; cap it at 100 dB
-_DETAIL = {"hf_power_ratio": high_frequency_power, "laplacian_var_ratio": laplacian_variance}
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Tensor:
@@ -74,7 +73,7 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
     model.eval()
     mse, ps, ss = [], [], []
     # per ratio: the per-image measure, its values on the reconstructions, on the inputs
-    detail = {name: (measure, [], []) for name, measure in _DETAIL.items()}
+    detail = {name: (measure, [], []) for name, measure in DETAIL_MEASURES.items()}
     for images, labels in batches(dataset, batch_size, shuffle=False):
         y = labels.to(model.device) if model.num_classes and labels is not None else None
         x = to_float(images.to(model.device), "none")

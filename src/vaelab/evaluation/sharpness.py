@@ -106,6 +106,13 @@ def near_binary_fraction(images: torch.Tensor, tolerance: float = NEAR_BINARY_TO
     return close.flatten(1).double().mean(1).cpu()
 
 
+# The per-image measures behind each sharpness ratio, by the ratio's report key.
+DETAIL_MEASURES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "hf_power_ratio": high_frequency_power,
+    "laplacian_var_ratio": laplacian_variance,
+}
+
+
 def ratio_of_means(values: torch.Tensor, references: torch.Tensor, *, paired: bool) -> tuple[float, float]:
     """mean(values) / mean(references) and its delta-method standard error.
 
@@ -139,10 +146,7 @@ def sharpness_ratios(images: torch.Tensor, references: torch.Tensor, *, paired: 
     """HF power ratio and Laplacian variance ratio of ``images`` over ``references``, with standard
     errors: 1 = as much fine detail as the references, below 1 = blurrier, above 1 = noisier."""
     out: dict[str, float] = {}
-    for name, measure in (
-        ("hf_power_ratio", high_frequency_power),
-        ("laplacian_var_ratio", laplacian_variance),
-    ):
+    for name, measure in DETAIL_MEASURES.items():
         out[name], out[f"{name}_se"] = ratio_of_means(measure(images), measure(references), paired=paired)
     return out
 

@@ -29,7 +29,7 @@ ObjectiveConfig = config_union(OBJECTIVES)
 
 
 class Objective(Protocol):
-    """What the training loop asks of an objective (each is built as ``Objective(config, dataset_size=)``)."""
+    """What the training loop asks of an objective (each is built as ``Objective(config, **context)``)."""
 
     forward_kwargs: dict[str, Any]
 

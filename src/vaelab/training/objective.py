@@ -16,8 +16,8 @@ from typing import Any
 from torch import nn
 
 from vaelab.data import ImageDataset
-from vaelab.errors import ConfigError
-from vaelab.evaluation.features import FeatureNetConfig, load_feature_space
+from vaelab.errors import ConfigError, DataError
+from vaelab.evaluation.features import load_feature_space
 from vaelab.objectives import Objective, build_objective
 from vaelab.objectives.perceptual import TappedFeatures, vgg16_features
 from vaelab.training.distributed import DistContext
@@ -31,25 +31,20 @@ def perceptual_net(objective: Any, train_set: ImageDataset, *, verbose: bool = T
         return None
     if objective.perceptual_weights:
         return vgg16_features(objective.perceptual_weights)
+    try:
+        net = load_feature_space(train_set, seed=PERCEPTUAL_SEED).net
+    except DataError:
+        raise ConfigError(
+            f"objective.perceptual_weight needs a feature net, and {train_set.name!r} has no class labels to "
+            "train one on: give objective.perceptual_weights (a local VGG16 safetensors file) or set "
+            "objective.perceptual_weight=0"
+        ) from None
     if verbose:
         print(
             "perceptual loss: no objective.perceptual_weights file given, so vaelab uses a small feature "
             f"net trained on {train_set.name!r} (once; cached)",
             file=sys.stderr,
         )
-    if train_set.labels is None or (train_set.num_classes or 0) < 2:
-        raise ConfigError(
-            f"objective.perceptual_weight needs a feature net, and {train_set.name!r} has no class labels to "
-            "train one on: give objective.perceptual_weights (a local VGG16 safetensors file) or set "
-            "objective.perceptual_weight=0"
-        )
-    config = FeatureNetConfig(
-        image_shape=train_set.image_shape,
-        num_classes=train_set.num_classes or 0,
-        epochs=min(30, max(3, -(-150_000 // max(1, len(train_set))))),
-        seed=PERCEPTUAL_SEED,
-    )
-    net = load_feature_space(train_set, config=config).net
     body = net.body
     taps = [
         i for i, layer in enumerate(body) if isinstance(layer, nn.ReLU) and i < len(net.config.channels) * 2
