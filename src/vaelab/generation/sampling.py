@@ -25,6 +25,7 @@ def sample(
     batch_size: int = 1024,
     labels: torch.Tensor | None = None,
     prior: GMMPrior | None = None,
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """``n`` images in [0, 1], shape (n, C, H, W): z ~ p(z) with std scaled by ``temperature``, decoded.
 
@@ -34,11 +35,14 @@ def sample(
     ``batch_size`` is (for a hierarchical model, whose lower layers draw their noise batch by batch,
     for the same ``batch_size``). A conditional model draws the classes ``labels`` (n,) asks for
     (default: all classes, balanced). ``prior`` replaces the model's prior of the top latent by a
-    fitted one (the ex-post GMM of ``gmm_prior.py``).
+    fitted one (the ex-post GMM of ``gmm_prior.py``). ``guidance`` w is classifier-free guidance for a
+    conditional model trained with label dropout (1: none; above 1: more typical of each class; see
+    ``VAE.decode_sample``); any other model refuses w != 1.
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
     temps = model.layer_temperatures(temperature)  # validates: one per layer, finite, >= 0
+    model.check_guidance(guidance)  # before any work
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     if prior is not None:
         z = prior.sample(n, temperature=temps[0], seed=seed).to(model.device)
@@ -56,6 +60,7 @@ def sample(
             None if labels is None else labels[i : i + batch_size],
             temperature=temps,
             generator=gen,
+            guidance=guidance,
         )
         for i in range(0, n, batch_size)
     ]

@@ -65,6 +65,7 @@ def summary(m: ServedModel) -> s.ModelSummary:
         latent_dim=m.model.latent_dim,
         priors=m.priors,
         classes=m.classes,
+        guidance=m.model.takes_guidance,
         stochastic_layers=m.model.num_stochastic_layers,
         dataset=m.data_config_dict.get("name"),
         epoch=m.meta.get("epoch"),
@@ -115,6 +116,7 @@ def sample_images(
     m = served_model(request, model_id)
     if body.prior is not None and body.prior not in m.priors:
         raise HTTPException(422, f"model {m.id!r} samples from {m.priors}; got prior {body.prior!r}")
+    m.model.check_guidance(body.guidance)  # a UsageError (422) saying why, before any work
     labels = label_tensor(check_label(m, body.label, required=False), body.n)
     if labels is None and m.num_classes is not None:  # no class asked for: all classes, balanced
         labels = balanced_labels(body.n, list(range(m.num_classes)))
@@ -125,7 +127,9 @@ def sample_images(
         z = m.model.prior.sample(body.n, body.temperature, generator=gen)
     # decode_sample: a hierarchical model's lower layers draw from their priors, from the same generator
     lab = labels.to(m.model.device) if labels is not None else None
-    images = m.model.decode_sample(z, lab, temperature=body.temperature, generator=gen).cpu()
+    images = m.model.decode_sample(
+        z, lab, temperature=body.temperature, generator=gen, guidance=body.guidance
+    ).cpu()
     return images_response(images, format, min(body.n, 8), latents=z)
 
 
