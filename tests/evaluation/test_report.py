@@ -65,6 +65,18 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     ]
     assert "| near-binary pixels, samples" in rows[at:] and "| near-binary pixels, data" in rows[at:]
     assert report["inception_fid"]["available"] is False and report["inception_fid"]["reason"]
+    # Density and coverage (k=5), and the references: N(0, I) is this model's own sampling, and 60
+    # real images of the training split stand as the ceiling.
+    assert sq["k_density_coverage"] == 5 and 0 <= sq["coverage"] <= 1 and sq["density"] >= 0
+    refs = sq["references"]
+    assert refs["standard_normal"]["same_as_model"] and refs["standard_normal"]["fd"] == sq["fd"]
+    ceiling = refs["held_out_real"]
+    assert ceiling["fake_images"] == 60 and ceiling["real_images"] == 40 and "other split" in ceiling["kind"]
+    assert sq["vs_references"]["recall_over_ceiling"] == pytest.approx(sq["recall"] / ceiling["recall"])
+    assert "per_class" not in sq and "class_accuracy" not in sq
+    assert "## Samples beside their references" in printed
+    assert "| held-out real images (ceiling) | 60 |" in printed
+    assert "|   recall, held-out real images" in rows[at:] and "| coverage" in rows[at:]
     assert "K=20, 30 images" in printed and "±" in printed
     # Same seed, same numbers.
     assert evaluate(run, "--out", str(run / "again")) == 0
@@ -72,6 +84,35 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     assert again["log_likelihood"]["log_px"] == ll["log_px"]
     assert again["sample_quality"]["fd"] == sq["fd"]
     assert again["sample_sharpness"]["hf_power_ratio"] == sharp["hf_power_ratio"]
+
+
+def test_conditional_model_reports_guided_samples_per_class(tiny_config, tmp_path, capsys):
+    cfg = tiny_config(3, "model.condition.name=label", "model.condition.label_dropout=0.2")
+    run = train(cfg, tmp_path / "cvae", progress=False, log=False).run_dir
+    capsys.readouterr()
+    assert evaluate(run, "--guidance", "2", "--temperature", "0.8", "--n-samples", "80") == 0
+    printed = capsys.readouterr().out
+    sq = load_report(run)["sample_quality"]
+    assert sq["guidance"] == 2 and sq["temperature"] == 0.8 and "guidance 2" in sq["sample_kind"]
+    assert 0 <= sq["class_accuracy"] <= 1
+    # Not N(0, I) at T = 1: a second draw, the same labels, no guidance.
+    normal = sq["references"]["standard_normal"]
+    assert not normal["same_as_model"] and normal["fake_images"] == 80 and normal["fd"] != sq["fd"]
+    # The ceiling is class-matched: 20 real images of each of the 4 classes, like the samples.
+    assert sq["references"]["held_out_real"]["fake_images"] == 80
+    per_class = sq["per_class"]
+    assert [row["class"] for row in per_class["rows"]] == [0, 1, 2, 3]
+    for row in per_class["rows"]:
+        assert row["images"] == 20 and row["ceiling"]["images"] == 20 and 0 <= row["accuracy"] <= 1
+        assert 0 <= row["ceiling"]["recall"] <= 1
+    assert sum(row["reference_images"] for row in per_class["rows"]) == 40  # the test split, by class
+    assert per_class["worst_accuracy"] == min(row["accuracy"] for row in per_class["rows"])
+    assert "### Per class" in printed and "|   class accuracy, samples" in printed
+
+
+def test_evaluate_refuses_guidance_for_a_model_without_label_dropout(run, capsys):
+    assert evaluate(run, "--guidance", "2") == 2
+    assert "unconditional" in capsys.readouterr().err
 
 
 def test_compare_prints_and_writes_side_by_side(run, tmp_path, capsys):
