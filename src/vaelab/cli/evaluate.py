@@ -129,8 +129,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise MissingFileError(f"--inception-weights {args.inception_weights} does not exist")
     progress = not args.no_progress
     model, dataset = load_model_and_data(args, args.split, progress)
+    from vaelab.models.guidance import check_guidance
+
     model.layer_temperatures(args.temperature)  # a clear error before any work, as sampling would give
-    model.check_guidance(args.guidance)
+    check_guidance(model, args.guidance)
     if not args.no_sample_quality and len(dataset) < 4:  # the k-NN radii of precision / recall need k + 1
         raise DataError(
             f"the {args.split} split of {dataset.name!r} holds {len(dataset)} image(s); sample quality "

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vaelab.generation.conditional import balanced_labels
+from vaelab.models.guidance import check_guidance, guided_decode
 from vaelab.models.vae import VAE
 
 if TYPE_CHECKING:
@@ -37,12 +38,12 @@ def sample(
     (default: all classes, balanced). ``prior`` replaces the model's prior of the top latent by a
     fitted one (the ex-post GMM of ``gmm_prior.py``). ``guidance`` w is classifier-free guidance for a
     conditional model trained with label dropout (1: none; above 1: more typical of each class; see
-    ``VAE.decode_sample``); any other model refuses w != 1.
+    ``vaelab.models.guidance``); any other model refuses w != 1.
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
     temps = model.layer_temperatures(temperature)  # validates: one per layer, finite, >= 0
-    model.check_guidance(guidance)  # before any work
+    check_guidance(model, guidance)  # before any work
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     if prior is not None:
         z = prior.sample(n, temperature=temps[0], seed=seed).to(model.device)
@@ -55,7 +56,8 @@ def sample(
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} samples")
     out = [
-        model.decode_sample(
+        guided_decode(
+            model,
             z[i : i + batch_size],
             None if labels is None else labels[i : i + batch_size],
             temperature=temps,

@@ -106,10 +106,8 @@ class VAE(nn.Module):
     def encode_layers(self, x: torch.Tensor, labels: Labels = None) -> Encoding:
         """The bottom-up pass over images in [0, 1] (B, C, H, W), with their labels when conditional."""
         # x.shape[0], not len(x): len() makes an int of a symbolic batch size, fixing it in an export.
-        return self._encode(x, self.condition.check(labels, x.shape[0]))
-
-    def _encode(self, x: torch.Tensor, labels: Labels) -> Encoding:
-        """The bottom-up pass (labels already checked)."""
+        labels = self.condition.check(labels, x.shape[0])
+        labels = self.condition.drop_labels(labels) if self.training else labels  # guidance.py's dropout
         params, features = self.encoder.forward_features(self.condition.encoder_input(x, labels))
         features = features if self.decoder.num_latent_layers else None
         # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods
@@ -137,10 +135,7 @@ class VAE(nn.Module):
         """
         if iw_samples is not None and iw_samples < 1:
             raise UsageError(f"iw_samples must be >= 1; got {iw_samples}")
-        labels = self.condition.check(labels, x.shape[0])
-        if self.training:  # classifier-free guidance's label dropout (a no-op without it)
-            labels = self.condition.drop_labels(labels)
-        enc = self._encode(x, labels)
+        enc = self.encode_layers(x, labels)
         q, k, sampled = enc.posterior, iw_samples or 1, iw_samples is not None
         z = q.rsample((k,)) if sampled else q.rsample()  # (B, D) or (k, B, D)
         top = layer_kl(q, self.prior(), z, sampled=sampled)
@@ -205,34 +200,17 @@ class VAE(nn.Module):
             raise UsageError(f"temperatures must be finite and >= 0; got {bad}")
         return temps
 
-    @property
-    def takes_guidance(self) -> bool:
-        """Whether sampling takes a classifier-free guidance other than 1: a conditional model trained
-        with label dropout, whose likelihood defines guidance."""
-        return bool(self.condition.label_dropout) and self.likelihood.guided_channels() is not None
-
-    def check_guidance(self, guidance: float) -> None:
-        """Nothing when ``guidance`` can be used with this model; else a UsageError saying why."""
-        self.condition.check_guidance(guidance)
-        if guidance != 1.0:
-            self.likelihood.check_guidance()
-
     @torch.no_grad()
     def sample(
-        self,
-        n: int,
-        temperature: Temperature = 1.0,
-        generator: Generator = None,
-        labels: Labels = None,
-        guidance: float = 1.0,
+        self, n: int, temperature: Temperature = 1.0, generator: Generator = None, labels: Labels = None
     ) -> torch.Tensor:
         """``n`` new images in [0, 1]: z from the prior, decoded (of the classes ``labels`` (n,) asks
         for, when conditional). ``temperature`` scales the prior's standard deviation (0: its mean),
         one number for every layer or a list with one per stochastic layer, top first (hierarchical
-        models: Vahdat & Kautz 2020 sample NVAE at T = 0.6-0.9). ``guidance``: see ``decode_sample``."""
+        models: Vahdat & Kautz 2020 sample NVAE at T = 0.6-0.9)."""
         temps = self.layer_temperatures(temperature)
         z = self.prior.sample(n, temps[0], generator=generator)
-        return self.decode_sample(z, labels, temperature=temps, generator=generator, guidance=guidance)
+        return self.decode_sample(z, labels, temperature=temps, generator=generator)
 
     @torch.no_grad()
     def decode_sample(
@@ -242,32 +220,13 @@ class VAE(nn.Module):
         *,
         temperature: Temperature = 1.0,
         generator: Generator = None,
-        guidance: float = 1.0,
     ) -> torch.Tensor:
         """Images in [0, 1] for given top latents ``z``, each lower layer drawn from its prior at the
-        temperatures after the first (the first is the top latent's, already drawn).
-
-        ``guidance`` w (classifier-free guidance; conditional models trained with label dropout): the
-        decoder runs for the labels and for the null class, from the same z and the same lower-layer
-        noise, and the likelihood mixes the two outputs as uncond + w (cond - uncond)
-        (``LikelihoodPart.guide``). 1 is plain conditional sampling, 0 unconditional, above 1 more
-        typical of the class."""
+        temperatures after the first (the first is the top latent's, already drawn)."""
         temps = self.layer_temperatures(temperature)
         labels = self.condition.check(labels, z.shape[0], "latents")
-        self.check_guidance(guidance)
-        if guidance == 1.0:
-            return self.likelihood.mean(self._decode(z, labels, None, Draw(temps[1:], generator)).params)
-        replay = None
-        if self.decoder.num_latent_layers:  # both passes draw the same lower-layer noise
-            if generator is None:
-                generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
-            replay = generator.get_state()
-        cond = self._decode(z, labels, None, Draw(temps[1:], generator)).params
-        if replay is not None:
-            generator.set_state(replay)  # type: ignore[union-attr]
-        null = self.condition.null_labels(z.shape[0])
-        uncond = self._decode(z, null, None, Draw(temps[1:], generator)).params
-        return self.likelihood.mean(self.likelihood.guide(cond, uncond, guidance))
+        out = self._decode(z, labels, None, Draw(temps[1:], generator))
+        return self.likelihood.mean(out.params)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: Labels = None) -> torch.Tensor:

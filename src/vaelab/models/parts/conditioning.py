@@ -8,12 +8,11 @@ channel, the decoder for ``num_classes`` more latent inputs.
 An unconditional VAE holds ``Unconditional``, which adds nothing and refuses labels, so the VAE passes
 labels the one way, ``check``, then ``encoder_input`` / ``decoder_input``, whatever the model is.
 
-Classifier-free guidance (Ho & Salimans 2022), adapted to a conditional decoder: with ``label_dropout``
-p > 0 each training image's label is replaced, with probability p, by the *null class* (index
-``num_classes``: a learned map of its own for the encoder, the all-zero one-hot for the decoder), so
-one network learns both p(x|z, y) and p(x|z). At sampling, ``VAE.decode_sample`` mixes the two
-decoder outputs as uncond + w (cond - uncond) (``LikelihoodPart.guide``). A model trained without
-label dropout never saw the null class and refuses a guidance other than 1 (``check_guidance``).
+Classifier-free guidance (``vaelab.models.guidance``): with ``label_dropout`` p > 0 each training
+image's label is replaced, with probability p, by the *null class* (index ``num_classes``: a learned map
+of its own for the encoder, the all-zero one-hot for the decoder), so one network learns both
+p(x|z, y) and p(x|z). A model trained without label dropout never saw the null class and refuses a
+guidance other than 1 (``check_guidance``).
 """
 
 from __future__ import annotations
