@@ -159,36 +159,14 @@ def reconstruction_section(model: VAE, inputs: ImageDataset) -> dict[str, Any]:
     return {"target": "the model's inputs (binarised as above)", **reconstruction_metrics(model, inputs)}
 
 
-def sample_labels(model: VAE, n: int) -> torch.Tensor | None:
-    """The classes of a conditional model's ``n`` samples: all classes, balanced; None when unconditional."""
-    from vaelab.generation.conditional import balanced_labels
-
-    return balanced_labels(n, list(range(model.num_classes))) if model.num_classes else None
-
-
 def draw_samples(model: VAE, opts: EvaluationOptions) -> torch.Tensor:
     """The ``opts.n_samples`` prior samples every sample metric of a report reads (decoder means of
-    z ~ p(z) at ``opts.temperature`` and ``opts.guidance``; of the classes of ``sample_labels``), seeded
-    from ``opts.seed``, so all of them see the same images."""
+    z ~ p(z) at ``opts.temperature`` and ``opts.guidance``; a conditional model's balanced over its
+    classes), seeded from ``opts.seed``, so all of them see the same images."""
     from vaelab.generation import sample
 
-    return sample(
-        model,
-        opts.n_samples,
-        temperature=opts.temperature,
-        seed=derive_seed(opts.seed, "samples"),
-        labels=sample_labels(model, opts.n_samples),
-        guidance=opts.guidance,
-    )
-
-
-def _sample_kind(model: VAE, opts: EvaluationOptions) -> str:
-    kind = f"decoder means of z ~ p(z) = {model.config.prior.name}, temperature {opts.temperature:g}"
-    if model.num_classes:
-        kind += f", guidance {opts.guidance:g}, all classes balanced"
-    if model.config.likelihood.name == "bernoulli":
-        kind += " (pixel probabilities for a Bernoulli likelihood)"
-    return kind
+    seed, n = derive_seed(opts.seed, "samples"), opts.n_samples
+    return sample(model, n, temperature=opts.temperature, seed=seed, guidance=opts.guidance)
 
 
 def sample_quality_section(
@@ -197,15 +175,15 @@ def sample_quality_section(
     feature_source: tuple[ImageDataset, ImageDataset] | None,
     opts: EvaluationOptions,
     samples: torch.Tensor | None = None,
-    held_out: ImageDataset | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
     """FD / precision / recall / density / coverage of model samples against ``reference`` in a feature
     space trained on ``feature_source`` (train, test), plus the samples used (None when unavailable).
     ``samples`` are those of ``draw_samples``, drawn here when not given. Beside them (``coverage.py``):
-    the same figures for N(0, I) samples through the same VAE and for real images of ``held_out`` (the
-    ceiling), and per-class figures for a conditional model."""
+    the same figures for N(0, I) samples through the same VAE, the ceiling of held-out real images by
+    split-half of ``reference`` at matched sizes, and per-class figures for a conditional model."""
     from vaelab.evaluation import coverage
     from vaelab.evaluation.features import load_feature_space
+    from vaelab.generation.conditional import balanced_labels
 
     if feature_source is None:
         return {"available": False, "reason": "no training split to train the feature classifier on"}, None
@@ -215,46 +193,21 @@ def sample_quality_section(
         return {"available": False, "reason": str(exc)}, None
     if samples is None:
         samples = draw_samples(model, opts)
-    labels = sample_labels(model, opts.n_samples)
+    # The classes ``sample`` drew (all, balanced, its default for a conditional model), or None.
+    labels = balanced_labels(opts.n_samples, list(range(model.num_classes))) if model.num_classes else None
     real, fake = space.embed(reference.images), space.embed(samples)
-
-    def compare(features: torch.Tensor) -> dict[str, Any]:
-        return compare_features(real, features, k=opts.k_nearest, seed=opts.seed)
-
-    metrics = compare(fake)
-    if coverage.samples_are_standard_normal(model, opts.temperature, opts.guidance):
-        normal = {**metrics, "same_as_model": True}
-    else:
-        seed = derive_seed(opts.seed, "standard_normal_samples")
-        normal_images = coverage.standard_normal_samples(model, opts.n_samples, labels, seed)
-        normal = {**compare(space.embed(normal_images)), "same_as_model": False, "sample_seed": seed}
-    normal["kind"] = "decoder means of z ~ N(0, I), temperature 1, no guidance"
-    if labels is not None:
-        normal["kind"] += ", the same labels"
-    references: dict[str, Any] = {"standard_normal": normal}
-    per_class = None
-    if held_out is not None and len(held_out) > opts.k_nearest:
-        seed = derive_seed(opts.seed, "held_out_real")
-        conditional = labels if held_out.labels is not None else None
-        images, real_labels = coverage.held_out_real(held_out, conditional, opts.n_samples, seed)
-        ceiling_features = space.embed(images)
-        matched = "class by class as many as the samples" if real_labels is not None else "seeded random"
-        references["held_out_real"] = {
-            **compare(ceiling_features),
-            "kind": f"{len(images)} {held_out.name} images of the other split, as stored ({matched})",
-            "seed": seed,
-        }
-        if labels is not None and real_labels is not None and reference.labels is not None:
-            per_class = coverage.per_class_figures(
-                space, (real, reference.labels), (fake, labels), (ceiling_features, real_labels)
-            )
+    metrics = compare_features(real, fake, k=opts.k_nearest, seed=opts.seed)
+    settings = {"temperature": opts.temperature, "guidance": opts.guidance, "seed": opts.seed}
+    references, per_class = coverage.references(
+        model, space, (reference, real), (fake, labels), metrics, k=opts.k_nearest, **settings
+    )
     section = {
         "available": True,
         "feature_space": space.describe(),
         "classifier_test_accuracy": space.test_accuracy,
         "classifier_test_images": space.test_images,
         "samples": opts.n_samples,
-        "sample_kind": _sample_kind(model, opts),
+        "sample_kind": coverage.sample_kind(model, opts.temperature, opts.guidance),
         "temperature": opts.temperature,
         "guidance": opts.guidance,
         "sample_seed": derive_seed(opts.seed, "samples"),
@@ -264,27 +217,13 @@ def sample_quality_section(
         "dc_se_kind": "radii held fixed: density over samples, coverage binomial over reference images",
         **metrics,
         "references": references,
-        "vs_references": _ratios(metrics, references),
+        "vs_references": coverage.ratios(metrics, references),
     }
     if labels is not None:
         section["class_accuracy"] = float((coverage.predicted_classes(space, fake) == labels).double().mean())
     if per_class is not None:
         section["per_class"] = per_class
     return section, samples
-
-
-def _ratios(model: dict[str, Any], references: dict[str, Any]) -> dict[str, float]:
-    """The model's figures over the ceiling's (1: as good as real data), and N(0, I)'s FD over the
-    model's (above 1: the model's sampling beats naive N(0, I) sampling)."""
-    out: dict[str, float] = {}
-    ceiling = references.get("held_out_real")
-    if ceiling:
-        for key in ("precision", "recall", "density", "coverage"):
-            if ceiling[key]:
-                out[f"{key}_over_ceiling"] = model[key] / ceiling[key]
-    if model["fd"] > 0:
-        out["fd_standard_normal_over_model"] = references["standard_normal"]["fd"] / model["fd"]
-    return out
 
 
 def sample_sharpness_section(

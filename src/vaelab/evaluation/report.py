@@ -62,9 +62,7 @@ def evaluate_model(
     ``binarize`` is how the model saw its training data; ``train_set`` (with labels) trains or finds
     the cached feature classifier, whose accuracy is measured on ``feature_test_set`` (default:
     ``dataset``). Without ``train_set`` the sample-quality section says it is unavailable; the
-    sample-sharpness section needs no classifier and reads the same samples. The held-out real images
-    of the sample-quality ceiling come from the other split: ``train_set`` when ``split`` is "test",
-    ``feature_test_set`` when it is "train".
+    sample-sharpness section needs no classifier and reads the same samples.
     """
     opts = options or EvaluationOptions()
     if dataset.image_shape != model.image_shape:
@@ -88,13 +86,9 @@ def evaluate_model(
     inception: dict[str, Any] = {"available": False, "reason": "sample quality disabled"}
     if opts.sample_quality:
         source = (train_set, feature_test_set or dataset) if train_set is not None else None
-        # The ceiling's real images come from the split that is not evaluated.
-        held_out = feature_test_set if split == "train" else train_set
         drawn = _timed(timings, "samples", lambda: draw_samples(model, opts))
         quality, samples = _timed(
-            timings,
-            "sample_quality",
-            lambda: sample_quality_section(model, dataset, source, opts, drawn, held_out),
+            timings, "sample_quality", lambda: sample_quality_section(model, dataset, source, opts, drawn)
         )
         sharpness = _timed(
             timings, "sample_sharpness", lambda: sample_sharpness_section(dataset, drawn, opts)

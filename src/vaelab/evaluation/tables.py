@@ -33,10 +33,10 @@ FD, feature net | sample_quality.fd | {samples}
   FD, N(0, I) samples | sample_quality.references.standard_normal.fd | {normal}
 precision | sample_quality.precision | k={sample_quality[k]}
 recall | sample_quality.recall | k={sample_quality[k]}
-  recall, held-out real images | sample_quality.references.held_out_real.recall | {ceiling}
+  recall / held-out real images' | sample_quality.vs_references.recall_over_ceiling | {ceiling}
 density | sample_quality.density | k={sample_quality[k_density_coverage]}, Naeem et al. 2020; 1 = as real data
 coverage | sample_quality.coverage | k={sample_quality[k_density_coverage]}, Naeem et al. 2020
-  coverage, held-out real images | sample_quality.references.held_out_real.coverage | {ceiling}
+  coverage / held-out real images' | sample_quality.vs_references.coverage_over_ceiling | {ceiling}
   class accuracy, samples | sample_quality.class_accuracy | the feature net's class = the class asked for
 feature-net test accuracy | sample_quality.classifier_test_accuracy |
 HF power ratio, samples | sample_sharpness.hf_power_ratio | {sharpness}
@@ -114,7 +114,12 @@ def _note(template: str, report: dict[str, Any]) -> str:
         return "the model's own samples" if normal.get("same_as_model") else "same VAE, T = 1, same labels"
     if template == "{ceiling}":
         ceiling = _get(report, "sample_quality.references.held_out_real") or {}
-        return f"the ceiling: {ceiling['fake_images']} real images of the other split" if ceiling else ""
+        if not ceiling:
+            return ""
+        return (
+            f"1 = as real data: {ceiling['fake_images']} samples and as many held-out images of the "
+            f"split, both against its other half ({ceiling['real_images']})"
+        )
     template = _LONG_NOTES.get(template, template)
     try:
         return template.format_map(report)
@@ -169,39 +174,43 @@ _REFERENCE_COLUMNS = ("fd", "precision", "recall", "density", "coverage")
 
 
 def render_references(sq: dict[str, Any], split: str) -> list[str]:
-    """The samples beside their references (N(0, I) samples, held-out real images) and, for a
-    conditional model, class by class: Markdown lines, empty for a report without references."""
+    """The samples beside their references (N(0, I) samples against the whole split; the held-out
+    real images of half B, the ceiling, and as many samples against half A) and, for a conditional
+    model, class by class: Markdown lines, empty for a report without references."""
     refs = sq.get("references")
     if not refs:
         return []
     lines = [
         "",
-        f"## Samples beside their references (against the {split} split)",
+        "## Samples beside their references",
         "",
-        "| samples | images | FD | precision | recall | density | coverage |",
-        "|---|---|---|---|---|---|---|",
+        "| samples | against | images | FD | precision | recall | density | coverage |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    rows = [("model samples", sq)]
     normal = refs["standard_normal"]
     same = " (= the model's)" if normal["same_as_model"] else ""
-    rows.append((f"N(0, I) through the same VAE{same}", normal))
+    whole = f"the {split} split ({sq['real_images']})"
+    rows = [("model samples", whole, sq), (f"N(0, I) through the same VAE{same}", whole, normal)]
     if "held_out_real" in refs:
-        rows.append(("held-out real images (ceiling)", refs["held_out_real"]))
-    for name, row in rows:
+        half = f"half A ({refs['held_out_real']['real_images']})"
+        rows += [("model samples", half, refs["model_vs_half"])]
+        rows += [(f"held-out real: half B of the {split} split (ceiling)", half, refs["held_out_real"])]
+    for name, against, row in rows:
         cells = [fmt(row.get(key), row.get(f"{key}_se")) for key in _REFERENCE_COLUMNS]
-        lines.append(f"| {name} | {row['fake_images']} | " + " | ".join(cells) + " |")
-    kinds = [f"{name}: {row['kind']}" for name, row in rows[1:]]
-    lines += ["", "; ".join(kinds) + "."]
+        lines.append(f"| {name} | {against} | {row['fake_images']} | " + " | ".join(cells) + " |")
+    lines += ["", f"N(0, I) samples: {normal['kind']}."]
+    if "held_out_real" in refs:
+        lines[-1] += f" Held-out real images: {refs['held_out_real']['kind']}."
     ratios = sq.get("vs_references", {})
     said = [
-        f"{key.removesuffix('_over_ceiling')} {ratios[key]:.2f} of the ceiling's"
+        f"{key.removesuffix('_over_ceiling')} {ratios[key]:.2f}"
         for key in ("precision_over_ceiling", "recall_over_ceiling", "coverage_over_ceiling")
         if key in ratios
     ]
-    if "fd_standard_normal_over_model" in ratios:
-        said.append(f"FD {ratios['fd_standard_normal_over_model']:.2f}x lower than N(0, I) sampling's")
     if said:
-        lines += ["", "Model samples: " + ", ".join(said) + "."]
+        lines += ["", "Model samples over the ceiling, at matched sizes: " + ", ".join(said) + "."]
+    if "fd_standard_normal_over_model" in ratios:
+        lines[-1] += f" FD {ratios['fd_standard_normal_over_model']:.2f}x lower than N(0, I) sampling's."
     per_class = sq.get("per_class")
     if per_class:
         lines += _render_per_class(per_class)
@@ -212,7 +221,7 @@ def _render_per_class(per_class: dict[str, Any]) -> list[str]:
     k, kc = per_class["k"], per_class["k_coverage"]
     lines = [
         "",
-        f"### Per class (precision, recall k={k} and coverage k={kc} against the class's own images)",
+        f"### Per class (precision, recall k={k} and coverage k={kc} against the class's half-A images)",
         "",
         "| class | samples | accuracy | precision | recall | coverage | real: accuracy | real: precision "
         "| real: recall | real: coverage | recall / real |",
@@ -228,7 +237,8 @@ def _render_per_class(per_class: dict[str, Any]) -> list[str]:
         "",
         f"Worst class accuracy {fmt(per_class['worst_accuracy'])}; worst recall / real recall "
         f"{fmt(per_class['worst_recall_over_ceiling'])}. Accuracy: the feature net's class is the class "
-        "asked for; real: held-out real images of the class, as many as its samples.",
+        "asked for (of every sample of the class); real: the class's half-B images; samples: as many as "
+        "those.",
     ]
     return lines
 
