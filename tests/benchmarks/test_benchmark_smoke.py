@@ -41,6 +41,11 @@ SMOKE = {
     "nll_vs_minutes": case("{run} --iw-samples 2 --subset 10 --plot {tmp}/nll.png", "run"),
     "sample_sweep": case("{run} --priors standard_normal gmm --components 2 --n 20 --via-disk", "run"),
     "control_conditional": case("--epochs 1 --per-class 2 --latent-dim 2" + DIGITS),
+    "guidance": case(
+        "--epochs 1 --per-class 8 --guidances 1 2 --temperatures 1 --grid {tmp}/g.png --grid-per-class 2"
+        + DIGITS
+        + " --set model.condition.label_dropout=0.2"
+    ),
     "control_mig": case("--steps 2 --batch-size 16 --objective vae"),
     "stability": case("--epochs 1 --cases unguarded guarded" + DIGITS + TINY_MLP),
     "bad_inputs": case(""),

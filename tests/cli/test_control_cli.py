@@ -18,7 +18,8 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A conditional and an unconditional tiny run on the four-class blobs (a couple of seconds)."""
+    """A conditional, a guided conditional (label dropout) and an unconditional tiny run on the
+    four-class blobs (a couple of seconds)."""
     from vaelab.data.synthetic import quadrant_squares
 
     root = tmp_path_factory.mktemp("control")
@@ -28,7 +29,9 @@ def runs(tmp_path_factory):
     out = {"npz": npz}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VAELAB_CACHE", str(root / "cache"))
-        for name, extra in (("cond", ["--set", "model.condition.name=label"]), ("plain", [])):
+        cond = ["--set", "model.condition.name=label"]
+        guided = ["--set", "model.condition={name: label, label_dropout: 0.2}"]
+        for name, extra in (("cond", cond), ("guided", guided), ("plain", [])):
             run = root / name
             assert main(["train", "--dataset", str(npz), "--run-dir", str(run), *TINY, *extra]) == 0
             out[name] = run
@@ -49,6 +52,20 @@ def test_conditional_sampling_writes_labels(runs, tmp_path, capsys):
     assert main(["sample", str(runs["cond"]), "-n", "3", "--class", "4", "--out", str(out)]) == 2
     assert "class 4 is out of range: this model has 4 classes" in capsys.readouterr().err
     assert main(["sample", str(runs["plain"]), "-n", "3", "--class", "1", "--out", str(out)]) == 2
+    assert "unconditional" in capsys.readouterr().err
+
+
+def test_guided_sampling_from_the_command_line(runs, tmp_path, capsys):
+    plain, guided = tmp_path / "w1.npz", tmp_path / "w3.npz"
+    args = ["sample", str(runs["guided"]), "-n", "8", "--temperature", "0.8"]
+    assert main([*args, "--out", str(plain)]) == 0
+    assert main([*args, "--guidance", "3", "--out", str(guided), "--grid", str(tmp_path / "w3.png")]) == 0
+    a, b = np.load(plain), np.load(guided)
+    assert a["labels"].tolist() == b["labels"].tolist() and not np.array_equal(a["images"], b["images"])
+    capsys.readouterr()
+    assert main(["sample", str(runs["cond"]), "-n", "3", "--guidance", "2", "--out", str(plain)]) == 2
+    assert "trained without: retrain with --set model.condition.label_dropout" in capsys.readouterr().err
+    assert main(["sample", str(runs["plain"]), "-n", "3", "--guidance", "2", "--out", str(plain)]) == 2
     assert "unconditional" in capsys.readouterr().err
 
 

@@ -65,6 +65,20 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     ]
     assert "| near-binary pixels, samples" in rows[at:] and "| near-binary pixels, data" in rows[at:]
     assert report["inception_fid"]["available"] is False and report["inception_fid"]["reason"]
+    # Density and coverage (k=5), and the references: N(0, I) is this model's own sampling; the ceiling
+    # is a random half B of the 40 test images against the other half A, beside 20 samples against A.
+    assert sq["k_density_coverage"] == 5 and 0 <= sq["coverage"] <= 1 and sq["density"] >= 0
+    refs = sq["references"]
+    assert refs["standard_normal"]["same_as_model"] and refs["standard_normal"]["fd"] == sq["fd"]
+    ceiling, matched = refs["held_out_real"], refs["model_vs_half"]
+    assert ceiling["fake_images"] == matched["fake_images"] == 20
+    assert ceiling["real_images"] == matched["real_images"] == 20 and "random half B" in ceiling["kind"]
+    ratio = sq["vs_references"]["coverage_over_ceiling"]
+    assert ratio == pytest.approx(matched["coverage"] / ceiling["coverage"])
+    assert "per_class" not in sq and "class_accuracy" not in sq
+    assert "## Samples beside their references" in printed
+    assert "| held-out real: half B of the test split (ceiling) | half A (20) | 20 |" in printed
+    assert "|   coverage / held-out real images'" in rows[at:] and "| coverage" in rows[at:]
     assert "K=20, 30 images" in printed and "±" in printed
     # Same seed, same numbers.
     assert evaluate(run, "--out", str(run / "again")) == 0
@@ -72,6 +86,44 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     assert again["log_likelihood"]["log_px"] == ll["log_px"]
     assert again["sample_quality"]["fd"] == sq["fd"]
     assert again["sample_sharpness"]["hf_power_ratio"] == sharp["hf_power_ratio"]
+
+
+def test_conditional_model_reports_guided_samples_per_class(tiny_config, tmp_path, capsys):
+    import numpy as np
+    from tests.conftest import make_blobs
+
+    images, labels = make_blobs(600)  # 100 test images: about 12 per class and half
+    np.savez(tmp_path / "blobs600.npz", images=images, labels=labels)
+    extra = ["model.condition.name=label", "model.condition.label_dropout=0.2"]
+    cfg = tiny_config(3, f"data.path={tmp_path / 'blobs600.npz'}", *extra)
+    run = train(cfg, tmp_path / "cvae", progress=False, log=False).run_dir
+    capsys.readouterr()
+    assert evaluate(run, "--guidance", "2", "--temperature", "0.8", "--n-samples", "80") == 0
+    printed = capsys.readouterr().out
+    sq = load_report(run)["sample_quality"]
+    assert sq["guidance"] == 2 and sq["temperature"] == 0.8 and "guidance 2" in sq["sample_kind"]
+    assert 0 <= sq["class_accuracy"] <= 1
+    # Not N(0, I) at T = 1: a second draw, the same labels, no guidance.
+    normal = sq["references"]["standard_normal"]
+    assert not normal["same_as_model"] and normal["fake_images"] == 80 and normal["fd"] != sq["fd"]
+    # The ceiling is class-matched: each class's half-B images beside as many of its samples, all
+    # against the class's half-A images; accuracy counts every sample of the class.
+    refs = sq["references"]
+    per_class = sq["per_class"]
+    assert [row["class"] for row in per_class["rows"]] == [0, 1, 2, 3]
+    for row in per_class["rows"]:
+        assert row["images"] == row["ceiling"]["images"] > 5 and row["accuracy_images"] == 20
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["ceiling"]["recall"] <= 1
+        assert row["recall_over_ceiling"] == pytest.approx(row["recall"] / row["ceiling"]["recall"])
+    assert sum(row["images"] for row in per_class["rows"]) == refs["held_out_real"]["fake_images"] == 50
+    assert sum(row["reference_images"] for row in per_class["rows"]) == 50  # half A, by class
+    assert per_class["worst_accuracy"] == min(row["accuracy"] for row in per_class["rows"])
+    assert "### Per class" in printed and "|   class accuracy, samples" in printed
+
+
+def test_evaluate_refuses_guidance_for_a_model_without_label_dropout(run, capsys):
+    assert evaluate(run, "--guidance", "2") == 2
+    assert "unconditional" in capsys.readouterr().err
 
 
 def test_compare_prints_and_writes_side_by_side(run, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Frechet distance against independent computations; precision/recall on point sets with known answers."""
+"""Frechet distance against independent computations; precision/recall and density/coverage on point sets
+with known answers."""
 
 import math
 
@@ -7,6 +8,8 @@ import pytest
 import torch
 
 from vaelab.evaluation.sample_quality import (
+    compare_features,
+    density_coverage,
     frechet_distance,
     frechet_distance_features,
     knn_radii,
@@ -80,3 +83,56 @@ def test_precision_recall_separate_quality_from_coverage():
     collapsed = 0.2 * torch.randn(2000, 2, generator=gen)  # good samples of one mode only
     pr = precision_recall(real, collapsed, k=3)
     assert pr["precision"] > 0.95 and pr["recall"] < 0.3
+
+
+def test_density_coverage_by_hand_on_a_line():
+    real = torch.arange(10, dtype=torch.float32).view(-1, 1)  # 0..9
+    fake = torch.tensor([0.5, 1.5, 2.5, 3.5, 4.5, 100, 101, 102, 103, 104]).view(-1, 1)
+    # k=1: every real ball has radius 1; each near fake lies in the balls of its two real neighbours,
+    # the far ones in none: density = (5 x 2) / (10 x 1) = 1; reals 0..5 hold a fake: coverage 0.6.
+    dc = density_coverage(real, fake, k=1)
+    assert dc["density"] == pytest.approx(1.0) and dc["coverage"] == pytest.approx(0.6)
+    assert dc["density_se"] == pytest.approx(math.sqrt(10 / 9) / math.sqrt(10))  # sd of [2]*5 + [0]*5
+    assert dc["coverage_se"] == pytest.approx(math.sqrt(0.6 * 0.4 / 10))
+    # k=2: the end reals' 2nd neighbours are 2 away, so 1.5 lies in three balls (0, 1, 2), the other
+    # near fakes in two: density = 11 / (10 x 2); the covered reals are the same six.
+    dc2 = density_coverage(real, fake, k=2)
+    assert dc2["density"] == pytest.approx(0.55) and dc2["coverage"] == pytest.approx(0.6)
+    assert dc2["k_density_coverage"] == 2
+
+
+def test_density_coverage_of_identical_and_of_far_sets():
+    real = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))  # no ties among distances
+    same = density_coverage(real, real.clone(), k=5)
+    # Each ball holds its own centre and its k nearest neighbours: k + 1 points per ball.
+    assert same["coverage"] == 1.0 and same["density"] == pytest.approx(6 / 5)
+    far = density_coverage(real, real + 1000, k=5)
+    assert far["coverage"] == 0.0 and far["density"] == 0.0
+
+
+def test_density_coverage_of_two_draws_of_one_distribution():
+    gen = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(4000, 2, generator=gen), torch.randn(4000, 2, generator=gen)
+    dc = density_coverage(real, fake, k=5)
+    # Naeem et al. 2020: E[density] = 1; E[coverage] = 1 - 2^-k for two sets of the same size.
+    assert dc["density"] == pytest.approx(1.0, abs=0.05)
+    assert dc["coverage"] == pytest.approx(1 - 2**-5, abs=0.015)
+
+
+def test_density_coverage_see_a_collapsed_generator():
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(2000, 2, generator=gen)
+    collapsed = 0.2 * torch.randn(2000, 2, generator=gen)  # the densest part only
+    dc = density_coverage(real, collapsed, k=5)
+    # Every sample is as realistic as a real point (about k real balls each), but few real points
+    # have a sample near them.
+    assert dc["density"] > 0.9 and dc["coverage"] < 0.3
+
+
+def test_compare_features_reports_all_five_with_their_ks():
+    gen = torch.Generator().manual_seed(2)
+    real, fake = torch.randn(200, 3, generator=gen), torch.randn(150, 3, generator=gen)
+    out = compare_features(real, fake, bootstrap=2)
+    assert {"fd", "precision", "recall", "density", "coverage"} <= set(out)
+    assert out["k"] == 3 and out["k_density_coverage"] == 5
+    assert out["real_images"] == 200 and out["fake_images"] == 150

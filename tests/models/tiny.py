@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from vaelab.errors import ConfigError
 from vaelab.models import VAE, ModelConfig
 from vaelab.models.registry import DECODERS, ENCODERS, LIKELIHOODS
@@ -53,6 +55,17 @@ def model_config(shape: tuple[int, int, int] = (1, 12, 12), latent_dim: int = 3,
 def tiny_vae(shape: tuple[int, int, int] = (1, 12, 12), latent_dim: int = 3, **parts: Any) -> VAE:
     """A tiny VAE of the named parts (mlp encoder and decoder unless given)."""
     return VAE(model_config(shape, latent_dim, **parts))
+
+
+def conditional_vae(likelihood: dict | None = None, decoder: str = "mlp", dropout: float = 0.5) -> VAE:
+    """A tiny conditional VAE on 1 x 8 x 8 images, 3 classes, 4 latents, trained (if at all) with label
+    ``dropout``; the ladder decoder gets a resnet encoder. In eval mode, seeded."""
+    torch.manual_seed(0)
+    encoder = "resnet" if decoder == "ladder" else "mlp"
+    parts: dict[str, Any] = {"condition": {"name": "label", "num_classes": 3, "label_dropout": dropout}}
+    if likelihood is not None:
+        parts["likelihood"] = likelihood
+    return VAE(model_config((1, 8, 8), 4, encoder=encoder, decoder=part("decoder", decoder), **parts)).eval()
 
 
 def likelihood_channels(likelihood: dict[str, Any]) -> int:

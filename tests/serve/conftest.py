@@ -1,7 +1,8 @@
 """Fixtures for the web-app tests: tiny trained runs on blob images, and apps over them.
 
 ``app`` serves two unconditional single-latent models (MLP and conv); ``variant_app`` serves a
-conditional one (the label of each blob's quadrant) and a hierarchical one (a ladder decoder).
+conditional one (the label of each blob's quadrant; trained with label dropout, so it takes guidance)
+and a hierarchical one (a ladder decoder).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ VARIANTS = {
     ],
 }  # fmt: skip
 OTHER_VARIANTS = {
-    "cvae": [*VARIANTS["mlp"], "--set", "model.condition={name: label}"],
+    "cvae": [*VARIANTS["mlp"], "--set", "model.condition={name: label, label_dropout: 0.2}"],
     "ladder": [
         "--set", "model.encoder={name: resnet, channels: [8, 6]}",
         "--set", "model.decoder={name: ladder, channels: [6, 8], latent_layers: [1, 1], latent_channels: 2}",

@@ -34,7 +34,7 @@ def test_health_and_models(client):
     assert [m["id"] for m in models] == [MLP, CONV]
     for m in models:
         assert m["image_shape"] == [1, SIDE, SIDE] and m["latent_dim"] == 4
-        assert m["priors"] == ["standard_normal"] and m["classes"] is None
+        assert m["priors"] == ["standard_normal"] and m["classes"] is None and m["guidance"] is False
         assert m["dataset"] == "npz" and m["epoch"] == 2
 
 
@@ -77,6 +77,9 @@ def test_sample(client):
         ({"colour": "red"}, ["colour"]),
         ({"prior": "vamp"}, ["standard_normal", "vamp"]),
         ({"label": 3}, ["unconditional"]),
+        ({"guidance": 2}, ["guidance", "unconditional"]),
+        ({"guidance": -1}, ["guidance"]),
+        ({"guidance": 11}, ["guidance"]),
     ],
 )
 def test_sample_bad_inputs(client, body, words):

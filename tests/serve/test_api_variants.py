@@ -35,6 +35,24 @@ def test_models_say_what_they_take(variant_client):
     models = {m["id"]: m for m in variant_client.get("/api/models").json()}
     assert models[CVAE]["classes"] == ["0", "1", "2", "3"] and models[CVAE]["stochastic_layers"] == 1
     assert models[LADDER]["classes"] is None and models[LADDER]["stochastic_layers"] == 3
+    assert models[CVAE]["guidance"] is True and models[LADDER]["guidance"] is False
+
+
+def test_guided_samples_are_the_models(variant_app, variant_client):
+    """``guidance`` reaches the model's own guided decode: the same latents, other images."""
+    from vaelab.models.guidance import guided_decode
+
+    model = variant_app.state.models[CVAE].model
+    url = f"/api/models/{CVAE}/sample"
+    plain = variant_client.post(url, json={"n": 4, "seed": 2, "label": 1}).json()
+    guided = variant_client.post(url, json={"n": 4, "seed": 2, "label": 1, "guidance": 3}).json()
+    assert guided["latents"] == plain["latents"] and guided["images"] != plain["images"]
+    z = torch.tensor(guided["latents"])
+    want = guided_decode(model, z, torch.ones(4, dtype=torch.long), guidance=3.0)
+    assert all(same_pixels(url_, image) for url_, image in zip(guided["images"], want, strict=True))
+    assert_error(variant_client.post(url, json={"guidance": -0.5}), 422, "guidance")
+    res = variant_client.post(f"/api/models/{LADDER}/sample", json={"guidance": 2})
+    assert_error(res, 422, "guidance needs a conditional model")
 
 
 @pytest.mark.parametrize("model_id", [CVAE, LADDER])

@@ -130,6 +130,7 @@ def test_page_end_to_end(server_url):
         first_sample = samples.first.get_attribute("src")
         page.locator("#temperature").fill("0.3")
         expect(samples.first).not_to_have_attribute("src", first_sample)
+        expect(page.locator("#guidance")).to_be_disabled()  # neither model takes guidance
 
         # Latent sliders: moving one decodes live.
         live = page.locator("#slider-cards [data-testid=slider-image]").first
@@ -175,6 +176,18 @@ def test_conditional_and_hierarchical_models(variant_server_url):
         )
         expect(page.locator("#class option")).to_have_count(4)
         _assert_no_broken_images(page)
+
+        # Guidance: the conditional model takes it (trained with label dropout), and only its samples
+        # change; the hierarchical model is sampled as before.
+        guidance = page.locator("#guidance")
+        expect(guidance).to_be_enabled()
+        grids = page.locator("#sample-cards .grid")
+        cvae_sample, ladder_sample = grids.nth(0).locator("img").first, grids.nth(1).locator("img").first
+        cvae_before, ladder_before = cvae_sample.get_attribute("src"), ladder_sample.get_attribute("src")
+        guidance.fill("3")
+        expect(page.locator("#guidance-out")).to_have_text("3.00")
+        expect(cvae_sample).not_to_have_attribute("src", cvae_before)
+        expect(ladder_sample).to_have_attribute("src", ladder_before)
 
         # Both models reconstruct the drawing; the conditional one again when the class changes.
         recon = page.locator("#recon-cards [data-testid=reconstruction]")

@@ -45,6 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="prior samples for FD / precision / recall and the samples' sharpness",
     )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="the samples' prior std scale, >= 0 (default 1); N(0, I) samples at T = 1 stay beside them",
+    )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="classifier-free guidance of the samples (conditional models trained with label dropout; "
+        "default 1: none)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of binarisation, subset, IW draws, samples")
     p.add_argument("--batch-size", type=int, default=100, metavar="B", help="images per IW batch")
     p.add_argument(
@@ -92,7 +107,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     log-likelihood (Burda et al. 2015) with its standard error, bits/dim where the likelihood is over
     8-bit pixels, active units and per-dimension KL, reconstruction MSE / PSNR / SSIM, Frechet
     distance / precision / recall of samples in the feature space of a small classifier trained once
-    on the dataset (cached), and sharpness: the high-frequency power and Laplacian variance of
+    on the dataset (cached), with density and coverage, each beside the same figures for held-out real
+    images (the ceiling) and for N(0, I) samples through the same VAE (per class for a conditional
+    model), and sharpness: the high-frequency power and Laplacian variance of
     reconstructions and samples over the data's, and the fraction of near-binary pixels. Writes
     report.json and report.md into the run directory (or the saved-model directory, or --out) and
     prints the table.
@@ -112,6 +129,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise MissingFileError(f"--inception-weights {args.inception_weights} does not exist")
     progress = not args.no_progress
     model, dataset = load_model_and_data(args, args.split, progress)
+    from vaelab.models.guidance import check_guidance
+
+    model.layer_temperatures(args.temperature)  # a clear error before any work, as sampling would give
+    check_guidance(model, args.guidance)
     if not args.no_sample_quality and len(dataset) < 4:  # the k-NN radii of precision / recall need k + 1
         raise DataError(
             f"the {args.split} split of {dataset.name!r} holds {len(dataset)} image(s); sample quality "
@@ -126,6 +147,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     options = EvaluationOptions(
         iw_samples=args.iw_samples,
         n_samples=args.n_samples,
+        temperature=args.temperature,
+        guidance=args.guidance,
         subset=args.subset,
         seed=args.seed,
         batch_size=args.batch_size,

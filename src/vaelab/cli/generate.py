@@ -30,6 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prior std scale, >= 0 (<1: safer samples, 0: the mean); one number, or one per stochastic "
         "layer of a hierarchical model, top first, comma-separated (e.g. 1,0.8,0.6)",
     )
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="classifier-free guidance scale, >= 0, for a conditional model trained with "
+        "model.condition.label_dropout > 0: 1 = none (default), > 1 = more typical of the class, "
+        "0 = unconditional",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the latents (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the images")
     p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the images")
@@ -88,7 +97,9 @@ def run_sample(args: argparse.Namespace) -> int:
         from vaelab.generation.gmm_prior import load_gmm_prior
 
         prior = load_gmm_prior(args.model, model.latent_dim)
-    images = sample(model, args.n, temperature=temp, seed=args.seed, labels=labels, prior=prior)
+    images = sample(
+        model, args.n, temperature=temp, seed=args.seed, labels=labels, prior=prior, guidance=args.guidance
+    )
     with writing("--out", args.out):
         save_samples_npz(args.out, images, labels)
     print(f"wrote {args.n} samples to {args.out}", file=sys.stderr)

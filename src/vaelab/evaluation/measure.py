@@ -48,6 +48,7 @@ class EvaluationOptions:
     batch_size: int = 100  # images per IW batch (capped further by ``max_elements``)
     max_elements: int = DEFAULT_MAX_ELEMENTS
     temperature: float = 1.0
+    guidance: float = 1.0  # classifier-free guidance of a conditional model trained with label dropout
     k_nearest: int = 3
     sample_quality: bool = True
     inception_weights: str | None = None
@@ -160,10 +161,12 @@ def reconstruction_section(model: VAE, inputs: ImageDataset) -> dict[str, Any]:
 
 def draw_samples(model: VAE, opts: EvaluationOptions) -> torch.Tensor:
     """The ``opts.n_samples`` prior samples every sample metric of a report reads (decoder means of
-    z ~ p(z) at ``opts.temperature``), seeded from ``opts.seed``, so all of them see the same images."""
+    z ~ p(z) at ``opts.temperature`` and ``opts.guidance``; a conditional model's balanced over its
+    classes), seeded from ``opts.seed``, so all of them see the same images."""
     from vaelab.generation import sample
 
-    return sample(model, opts.n_samples, temperature=opts.temperature, seed=derive_seed(opts.seed, "samples"))
+    seed, n = derive_seed(opts.seed, "samples"), opts.n_samples
+    return sample(model, n, temperature=opts.temperature, seed=seed, guidance=opts.guidance)
 
 
 def sample_quality_section(
@@ -173,10 +176,14 @@ def sample_quality_section(
     opts: EvaluationOptions,
     samples: torch.Tensor | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """FD / precision / recall of model samples against ``reference`` in a feature space trained on
-    ``feature_source`` (train, test), plus the samples used (None when unavailable). ``samples``
-    are those of ``draw_samples``, drawn here when not given."""
+    """FD / precision / recall / density / coverage of model samples against ``reference`` in a feature
+    space trained on ``feature_source`` (train, test), plus the samples used (None when unavailable).
+    ``samples`` are those of ``draw_samples``, drawn here when not given. Beside them (``coverage.py``):
+    the same figures for N(0, I) samples through the same VAE, the ceiling of held-out real images by
+    split-half of ``reference`` at matched sizes, and per-class figures for a conditional model."""
+    from vaelab.evaluation import coverage
     from vaelab.evaluation.features import load_feature_space
+    from vaelab.generation.conditional import balanced_labels
 
     if feature_source is None:
         return {"available": False, "reason": "no training split to train the feature classifier on"}, None
@@ -186,22 +193,37 @@ def sample_quality_section(
         return {"available": False, "reason": str(exc)}, None
     if samples is None:
         samples = draw_samples(model, opts)
-    real = space.embed(reference.images)
-    metrics = compare_features(real, space.embed(samples), k=opts.k_nearest, seed=opts.seed)
-    return {
+    # The classes ``sample`` drew (all, balanced, its default for a conditional model), or None.
+    labels = balanced_labels(opts.n_samples, list(range(model.num_classes))) if model.num_classes else None
+    real, fake = space.embed(reference.images), space.embed(samples)
+    metrics = compare_features(real, fake, k=opts.k_nearest, seed=opts.seed)
+    settings = {"temperature": opts.temperature, "guidance": opts.guidance, "seed": opts.seed}
+    references, per_class = coverage.references(
+        model, space, (reference, real), (fake, labels), metrics, k=opts.k_nearest, **settings
+    )
+    section = {
         "available": True,
         "feature_space": space.describe(),
         "classifier_test_accuracy": space.test_accuracy,
         "classifier_test_images": space.test_images,
         "samples": opts.n_samples,
-        "sample_kind": SAMPLE_KIND,
+        "sample_kind": coverage.sample_kind(model, opts.temperature, opts.guidance),
         "temperature": opts.temperature,
+        "guidance": opts.guidance,
         "sample_seed": derive_seed(opts.seed, "samples"),
         "reference": f"{reference.name} split images as stored (grey levels), {len(reference)} images",
         "fd_se_kind": "bootstrap over both feature sets (20 replicates)",
         "pr_se_kind": "binomial, k-NN radii held fixed",
+        "dc_se_kind": "radii held fixed: density over samples, coverage binomial over reference images",
         **metrics,
-    }, samples
+        "references": references,
+        "vs_references": coverage.ratios(metrics, references),
+    }
+    if labels is not None:
+        section["class_accuracy"] = float((coverage.predicted_classes(space, fake) == labels).double().mean())
+    if per_class is not None:
+        section["per_class"] = per_class
+    return section, samples
 
 
 def sample_sharpness_section(
@@ -213,6 +235,7 @@ def sample_sharpness_section(
         "available": True,
         "sample_kind": SAMPLE_KIND,
         "temperature": opts.temperature,
+        "guidance": opts.guidance,
         "sample_seed": derive_seed(opts.seed, "samples"),
         "reference": f"{reference.name} split images as stored (grey levels), {len(reference)} images",
         "ratio_se_kind": "delta method over both sets (independent)",

@@ -9,6 +9,13 @@
   is the fraction of generated points inside the real manifold (quality), recall the fraction of
   real points inside the generated manifold (coverage). Standard errors are binomial, with the
   radii held fixed.
+* Density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative
+  Models"): balls around the real points only (k-NN radii in the real set, k = 5 as in the paper),
+  so that outlying samples cannot inflate a fake manifold. Density is the mean number of real balls
+  each sample falls in, divided by k (about 1 when the two distributions match; above 1 where samples
+  crowd the dense regions); coverage is the fraction of real points whose ball holds at least one
+  sample (1 - 2^-k = 0.969 expected for two sets of the same size from one distribution). Standard
+  errors with the radii held fixed: density's over the samples, coverage's binomial over real points.
 
 The metrics take features, whatever space they come from; ``features.py`` supplies vaelab's own,
 ``inception_fid`` the optional Inception-v3 FID through torch-fidelity.
@@ -24,6 +31,7 @@ import numpy as np
 import torch
 
 DEFAULT_K = 3  # Kynkaanniemi et al.'s choice for precision and recall
+DENSITY_COVERAGE_K = 5  # Naeem et al.'s choice for density and coverage
 
 
 def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,15 +91,29 @@ def knn_radii(features: torch.Tensor, k: int = DEFAULT_K, chunk: int = 1024) -> 
     return torch.cat(out)
 
 
+def ball_counts(
+    points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which points lie in which balls (point j is in ball i when |p_j - c_i| <= radii[i]):
+    (M,) int64, the number of balls each point lies in, and (N,) bool, whether each ball holds a point."""
+    p = torch.as_tensor(points, dtype=torch.float32)
+    c = torch.as_tensor(centres, dtype=torch.float32)
+    r = torch.as_tensor(radii, dtype=torch.float32)
+    counts, occupied = torch.zeros(p.shape[0], dtype=torch.int64), []
+    # Rows are centres, as in ``knn_radii``: a set compared with itself gets bitwise the distances its
+    # radii came from, so a ball's k-th neighbour is never lost to the rounding of cdist.
+    for i in range(0, c.shape[0], chunk):
+        inside = torch.cdist(c[i : i + chunk], p) <= r[i : i + chunk, None]
+        counts += inside.sum(dim=0)
+        occupied.append(inside.any(dim=1))
+    return counts, (torch.cat(occupied) if occupied else torch.zeros(0, dtype=torch.bool))
+
+
 def inside_manifold(
     points: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, chunk: int = 1024
 ) -> torch.Tensor:
     """(M,) bool: is each point within ``radii[i]`` of some ``support[i]`` (the union of balls)."""
-    p = torch.as_tensor(points, dtype=torch.float32)
-    s = torch.as_tensor(support, dtype=torch.float32)
-    r = torch.as_tensor(radii, dtype=torch.float32)
-    out = [(torch.cdist(p[i : i + chunk], s) <= r).any(dim=1) for i in range(0, p.shape[0], chunk)]
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+    return ball_counts(points, support, radii, chunk)[0] > 0
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = DEFAULT_K) -> dict[str, float]:
@@ -108,15 +130,37 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = DEFAULT_K)
     }
 
 
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = DENSITY_COVERAGE_K) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020) with standard errors, the real k-NN radii held fixed."""
+    counts, covered = ball_counts(fake, real, knn_radii(real, k))
+    per_sample = counts.double() / k
+    coverage = float(covered.double().mean())
+    return {
+        "density": float(per_sample.mean()),
+        "density_se": float(per_sample.std() / math.sqrt(len(fake))) if len(fake) > 1 else float("nan"),
+        "coverage": coverage,
+        "coverage_se": math.sqrt(coverage * (1 - coverage) / len(real)),
+        "k_density_coverage": k,
+    }
+
+
 def compare_features(
-    real: torch.Tensor, fake: torch.Tensor, *, k: int = DEFAULT_K, bootstrap: int = 20, seed: int = 0
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    k: int = DEFAULT_K,
+    k_density_coverage: int = DENSITY_COVERAGE_K,
+    bootstrap: int = 20,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """FD (with bootstrap SE), precision and recall of ``fake`` features against ``real`` ones."""
+    """FD (with bootstrap SE), precision, recall, density and coverage of ``fake`` features against
+    ``real`` ones."""
     fd, fd_se = frechet_distance_features(real, fake, bootstrap=bootstrap, seed=seed)
     return {
         "fd": fd,
         "fd_se": fd_se,
         **precision_recall(real, fake, k),
+        **density_coverage(real, fake, k_density_coverage),
         "real_images": len(real),
         "fake_images": len(fake),
     }

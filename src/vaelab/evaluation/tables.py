@@ -12,7 +12,8 @@ from typing import Any
 # The rows of a report's table, one number each: label | the number's key in the report | what it was
 # measured on. The number's standard error, where it has one, sits beside it under the key plus "_se".
 # A label indented by two spaces details the row above and is left out when it has no value. A note is
-# a format string over the report's sections; ``_note`` writes {k_gap}, {samples} and {sharpness},
+# a format string over the report's sections; ``_note`` writes {k_gap}, {samples}, {sharpness},
+# {normal} and {ceiling},
 # and {mig}, {iw_speed}, {hf_recon}, {lap_recon} and {lap_samples} stand for the longer notes of
 # ``_LONG_NOTES``.
 _TABLE = """\
@@ -29,8 +30,14 @@ SSIM | reconstruction.ssim | 11x11 Gaussian window
 HF power ratio, reconstructions | reconstruction.hf_power_ratio | {hf_recon}
 Laplacian variance ratio, reconstructions | reconstruction.laplacian_var_ratio | {lap_recon}
 FD, feature net | sample_quality.fd | {samples}
+  FD, N(0, I) samples | sample_quality.references.standard_normal.fd | {normal}
 precision | sample_quality.precision | k={sample_quality[k]}
 recall | sample_quality.recall | k={sample_quality[k]}
+  recall / held-out real images' | sample_quality.vs_references.recall_over_ceiling | {ceiling}
+density | sample_quality.density | k={sample_quality[k_density_coverage]}, Naeem et al. 2020; 1 = as real data
+coverage | sample_quality.coverage | k={sample_quality[k_density_coverage]}, Naeem et al. 2020
+  coverage / held-out real images' | sample_quality.vs_references.coverage_over_ceiling | {ceiling}
+  class accuracy, samples | sample_quality.class_accuracy | the feature net's class = the class asked for
 feature-net test accuracy | sample_quality.classifier_test_accuracy |
 HF power ratio, samples | sample_sharpness.hf_power_ratio | {sharpness}
 Laplacian variance ratio, samples | sample_sharpness.laplacian_var_ratio | {lap_samples}
@@ -102,6 +109,17 @@ def _note(template: str, report: dict[str, Any]) -> str:
             return str(sh.get("reason", "unavailable"))
         split = report["data"]["split"]
         return f"{sh['samples']} samples / {sh['reference_images']} {split} images; 1 = as sharp"
+    if template == "{normal}":
+        normal = _get(report, "sample_quality.references.standard_normal") or {}
+        return "the model's own samples" if normal.get("same_as_model") else "same VAE, T = 1, same labels"
+    if template == "{ceiling}":
+        ceiling = _get(report, "sample_quality.references.held_out_real") or {}
+        if not ceiling:
+            return ""
+        return (
+            f"1 = as real data: {ceiling['fake_images']} samples and as many held-out images of the "
+            f"split, both against its other half ({ceiling['real_images']})"
+        )
     template = _LONG_NOTES.get(template, template)
     try:
         return template.format_map(report)
@@ -145,10 +163,84 @@ def render_report(report: dict[str, Any]) -> str:
     sq = report.get("sample_quality", {})
     if sq.get("available"):
         lines += ["", f"Feature space: {sq['feature_space']}. Samples: {sq['sample_kind']}."]
+        lines += render_references(sq, report["data"]["split"])
     inc = report.get("inception_fid", {})
     if not inc.get("available"):
         lines += ["", f"Inception-v3 FID unavailable: {inc.get('reason', 'not computed')}."]
     return "\n".join(lines) + "\n"
+
+
+_REFERENCE_COLUMNS = ("fd", "precision", "recall", "density", "coverage")
+
+
+def render_references(sq: dict[str, Any], split: str) -> list[str]:
+    """The samples beside their references (N(0, I) samples against the whole split; the held-out
+    real images of half B, the ceiling, and as many samples against half A) and, for a conditional
+    model, class by class: Markdown lines, empty for a report without references."""
+    refs = sq.get("references")
+    if not refs:
+        return []
+    lines = [
+        "",
+        "## Samples beside their references",
+        "",
+        "| samples | against | images | FD | precision | recall | density | coverage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    normal = refs["standard_normal"]
+    same = " (= the model's)" if normal["same_as_model"] else ""
+    whole = f"the {split} split ({sq['real_images']})"
+    rows = [("model samples", whole, sq), (f"N(0, I) through the same VAE{same}", whole, normal)]
+    if "held_out_real" in refs:
+        half = f"half A ({refs['held_out_real']['real_images']})"
+        rows += [("model samples", half, refs["model_vs_half"])]
+        rows += [(f"held-out real: half B of the {split} split (ceiling)", half, refs["held_out_real"])]
+    for name, against, row in rows:
+        cells = [fmt(row.get(key), row.get(f"{key}_se")) for key in _REFERENCE_COLUMNS]
+        lines.append(f"| {name} | {against} | {row['fake_images']} | " + " | ".join(cells) + " |")
+    lines += ["", f"N(0, I) samples: {normal['kind']}."]
+    if "held_out_real" in refs:
+        lines[-1] += f" Held-out real images: {refs['held_out_real']['kind']}."
+    ratios = sq.get("vs_references", {})
+    said = [
+        f"{key.removesuffix('_over_ceiling')} {ratios[key]:.2f}"
+        for key in ("precision_over_ceiling", "recall_over_ceiling", "coverage_over_ceiling")
+        if key in ratios
+    ]
+    if said:
+        lines += ["", "Model samples over the ceiling, at matched sizes: " + ", ".join(said) + "."]
+    if "fd_standard_normal_over_model" in ratios:
+        lines[-1] += f" FD {ratios['fd_standard_normal_over_model']:.2f}x lower than N(0, I) sampling's."
+    per_class = sq.get("per_class")
+    if per_class:
+        lines += _render_per_class(per_class)
+    return lines
+
+
+def _render_per_class(per_class: dict[str, Any]) -> list[str]:
+    k, kc = per_class["k"], per_class["k_coverage"]
+    lines = [
+        "",
+        f"### Per class (precision, recall k={k} and coverage k={kc} against the class's half-A images)",
+        "",
+        "| class | samples | accuracy | precision | recall | coverage | real: accuracy | real: precision "
+        "| real: recall | real: coverage | recall / real |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = ("accuracy", "precision", "recall", "coverage")
+    for row in per_class["rows"]:
+        mine = [fmt(row.get(key), row.get(f"{key}_se")) for key in keys]
+        ceiling = [fmt(row["ceiling"].get(key), row["ceiling"].get(f"{key}_se")) for key in keys]
+        ratio = fmt(row.get("recall_over_ceiling"))
+        lines.append(f"| {row['class']} | {row['images']} | " + " | ".join([*mine, *ceiling, ratio]) + " |")
+    lines += [
+        "",
+        f"Worst class accuracy {fmt(per_class['worst_accuracy'])}; worst recall / real recall "
+        f"{fmt(per_class['worst_recall_over_ceiling'])}. Accuracy: the feature net's class is the class "
+        "asked for (of every sample of the class); real: the class's half-B images; samples: as many as "
+        "those.",
+    ]
+    return lines
 
 
 def render_comparison(reports: list[dict[str, Any]], names: list[str]) -> str:

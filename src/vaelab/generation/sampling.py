@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vaelab.generation.conditional import balanced_labels
+from vaelab.models.guidance import check_guidance, guided_decode
 from vaelab.models.vae import VAE
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ def sample(
     batch_size: int = 1024,
     labels: torch.Tensor | None = None,
     prior: GMMPrior | None = None,
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """``n`` images in [0, 1], shape (n, C, H, W): z ~ p(z) with std scaled by ``temperature``, decoded.
 
@@ -34,11 +36,14 @@ def sample(
     ``batch_size`` is (for a hierarchical model, whose lower layers draw their noise batch by batch,
     for the same ``batch_size``). A conditional model draws the classes ``labels`` (n,) asks for
     (default: all classes, balanced). ``prior`` replaces the model's prior of the top latent by a
-    fitted one (the ex-post GMM of ``gmm_prior.py``).
+    fitted one (the ex-post GMM of ``gmm_prior.py``). ``guidance`` w is classifier-free guidance for a
+    conditional model trained with label dropout (1: none; above 1: more typical of each class; see
+    ``vaelab.models.guidance``); any other model refuses w != 1.
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
     temps = model.layer_temperatures(temperature)  # validates: one per layer, finite, >= 0
+    check_guidance(model, guidance)  # before any work
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     if prior is not None:
         z = prior.sample(n, temperature=temps[0], seed=seed).to(model.device)
@@ -51,11 +56,13 @@ def sample(
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} samples")
     out = [
-        model.decode_sample(
+        guided_decode(
+            model,
             z[i : i + batch_size],
             None if labels is None else labels[i : i + batch_size],
             temperature=temps,
             generator=gen,
+            guidance=guidance,
         )
         for i in range(0, n, batch_size)
     ]

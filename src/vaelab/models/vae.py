@@ -107,6 +107,7 @@ class VAE(nn.Module):
         """The bottom-up pass over images in [0, 1] (B, C, H, W), with their labels when conditional."""
         # x.shape[0], not len(x): len() makes an int of a symbolic batch size, fixing it in an export.
         labels = self.condition.check(labels, x.shape[0])
+        labels = self.condition.drop_labels(labels) if self.training else labels  # guidance.py's dropout
         params, features = self.encoder.forward_features(self.condition.encoder_input(x, labels))
         features = features if self.decoder.num_latent_layers else None
         # Distributions are built in fp32 even under bf16 autocast: exp(logvar) and log-likelihoods

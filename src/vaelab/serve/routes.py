@@ -1,12 +1,12 @@
 """The REST API: model info, sample, reconstruct, encode, decode, interpolate, traverse, and the views
 the page needs (test-set examples, the PCA map).
 
-Every handler goes through the model's own methods (``encode``, ``decode``, ``decode_sample``,
-``reconstruct``), so a conditional model gets its ``label`` and a hierarchical one reconstructs through
-every layer. Handlers are plain ``def``: FastAPI runs them in its thread pool, so a decode never blocks
-the event loop. What the schema cannot check (latent sizes, labels, test-set indices) is checked in
-``inputs.py``, with a 422 that names the field; image problems raise ``ImageError`` (a 422, see
-``app.py``).
+Every handler goes through the model's own methods (``encode``, ``decode``, ``decode_sample`` with
+guidance, ``reconstruct``), so a conditional model gets its ``label`` and a hierarchical one
+reconstructs through every layer. Handlers are plain ``def``: FastAPI runs them in its thread pool, so
+a decode never blocks the event loop. What the schema cannot check (latent sizes, labels, test-set
+indices) is checked in ``inputs.py``, with a 422 that names the field; image problems raise
+``ImageError`` (a 422, see ``app.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from vaelab.generation import interpolate_latents, traverse_latents
 from vaelab.generation.conditional import balanced_labels
+from vaelab.models.guidance import check_guidance, guided_decode, takes_guidance
 from vaelab.serve import schemas as s
 from vaelab.serve.images import data_url, data_urls, grid_png, load_image
 from vaelab.serve.inputs import (
@@ -65,6 +66,7 @@ def summary(m: ServedModel) -> s.ModelSummary:
         latent_dim=m.model.latent_dim,
         priors=m.priors,
         classes=m.classes,
+        guidance=takes_guidance(m.model),
         stochastic_layers=m.model.num_stochastic_layers,
         dataset=m.data_config_dict.get("name"),
         epoch=m.meta.get("epoch"),
@@ -115,6 +117,7 @@ def sample_images(
     m = served_model(request, model_id)
     if body.prior is not None and body.prior not in m.priors:
         raise HTTPException(422, f"model {m.id!r} samples from {m.priors}; got prior {body.prior!r}")
+    check_guidance(m.model, body.guidance)  # a UsageError (422) saying why, before any work
     labels = label_tensor(check_label(m, body.label, required=False), body.n)
     if labels is None and m.num_classes is not None:  # no class asked for: all classes, balanced
         labels = balanced_labels(body.n, list(range(m.num_classes)))
@@ -123,9 +126,11 @@ def sample_images(
         z = m.gmm_prior().sample(body.n, temperature=body.temperature, seed=body.seed).to(m.model.device)
     else:
         z = m.model.prior.sample(body.n, body.temperature, generator=gen)
-    # decode_sample: a hierarchical model's lower layers draw from their priors, from the same generator
+    # decode_sample, through guided_decode: a hierarchical model's lower layers draw from their priors,
+    # from the same generator
     lab = labels.to(m.model.device) if labels is not None else None
-    images = m.model.decode_sample(z, lab, temperature=body.temperature, generator=gen).cpu()
+    options = {"temperature": body.temperature, "generator": gen, "guidance": body.guidance}
+    images = guided_decode(m.model, z, lab, **options).cpu()
     return images_response(images, format, min(body.n, 8), latents=z)
 
 

@@ -55,6 +55,13 @@ class SampleRequest(Strict):
 
     n: int = Field(default=16, ge=1, le=MAX_SAMPLES)
     temperature: Finite = Field(default=1.0, gt=0.0, le=10.0)
+    guidance: Finite = Field(
+        default=1.0,
+        ge=0.0,
+        le=10.0,
+        description="classifier-free guidance scale (1: none); other values only for a model whose "
+        "`guidance` is true (conditional, trained with label dropout)",
+    )
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     prior: str | None = Field(default=None, description="one of the model's `priors`; default: its own")
     label: int | None = label_field("class to draw (conditional models only; default: all, balanced)")
@@ -146,6 +153,7 @@ class ModelSummary(BaseModel):
     latent_dim: int
     priors: list[str] = Field(description="priors `sample` accepts")
     classes: list[str] | None = Field(description="class names for `label`; null: unconditional model")
+    guidance: bool = Field(description="whether `sample` takes a `guidance` other than 1")
     stochastic_layers: int = Field(description="1, or more for a hierarchical model (`z` is the top one)")
     dataset: str | None
     epoch: int | None

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from vaelab.errors import UsageError
 from vaelab.models.part_config import PartConfig
 from vaelab.models.parts.kl import LayerKL
 
@@ -142,3 +143,29 @@ class LikelihoodPart(nn.Module):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """The image to show for these parameters, in [0, 1]."""
         raise NotImplementedError
+
+    def guided_channels(self) -> int | None:
+        """How many of the parameter channels, from the first, classifier-free guidance mixes (the
+        location parameters: logits, means); the rest keep the conditional pass's values. None: guidance
+        is not defined for this likelihood, and ``check_guidance`` says why."""
+        return None
+
+    def check_guidance(self) -> None:
+        """Nothing when this likelihood can be guided; else a UsageError naming it."""
+        if self.guided_channels() is None:
+            name = self.config_class.model_fields["name"].default
+            raise UsageError(
+                f"classifier-free guidance is not defined for the {name!r} likelihood: its image is not "
+                "one function of the decoder's output (sample with guidance 1)"
+            )
+
+    def guide(self, cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+        """Classifier-free guidance (Ho & Salimans 2022) on the decoder's output: uncond + scale
+        (cond - uncond) on the ``guided_channels`` location parameters, the conditional pass's values on
+        the others. For logits (Bernoulli) and for means under a scale both passes share, this is exactly
+        the distribution proportional to p(x|z)^(1 - w) p(x|z, y)^w, the guided density of Ho & Salimans."""
+        self.check_guidance()
+        n = self.guided_channels()
+        out = cond.clone()
+        out[:, :n] = torch.lerp(uncond[:, :n], cond[:, :n], scale)
+        return out

@@ -171,3 +171,7 @@ class DiscretizedGaussianLikelihood(LikelihoodPart):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Expected image in [0, 1] (for grids and reconstructions)."""
         return params.chunk(2, dim=1)[0].clamp(0, 1)
+
+    def guided_channels(self) -> int:
+        """The means; the log-scales stay the conditional pass's (as for a learned Gaussian scale)."""
+        return self.param_channels // 2

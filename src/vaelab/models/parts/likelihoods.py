@@ -104,6 +104,10 @@ class BernoulliLikelihood(LikelihoodPart):
         """Expected image in [0, 1]: the pixel probabilities."""
         return torch.sigmoid(params)
 
+    def guided_channels(self) -> int:
+        """Every channel: mixing logits is exactly p(x|z)^(1 - w) p(x|z, y)^w, renormalised per pixel."""
+        return self.param_channels
+
 
 class GaussianLikelihood(LikelihoodPart):
     """Gaussian density per pixel over [0, 1]; the scale is fixed, learned per pixel, or shared.
@@ -154,3 +158,9 @@ class GaussianLikelihood(LikelihoodPart):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Expected image, clipped to the valid pixel range [0, 1]."""
         return self._loc_scale(params)[0].clamp(0.0, 1.0)
+
+    def guided_channels(self) -> int:
+        """The means. With a fixed or shared scale both passes have the same scale, and the mixed mean is
+        exactly p(x|z)^(1 - w) p(x|z, y)^w; a learned scale stays the conditional pass's (with unequal
+        scales that product is no Gaussian: for w > 1 its precision can be negative)."""
+        return self.param_channels // self.params_per_channel

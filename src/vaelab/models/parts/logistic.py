@@ -242,3 +242,10 @@ class LogisticMixtureLikelihood(LikelihoodPart):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Expected image in [0, 1] (for grids and reconstructions)."""
         return self._split(params).mean
+
+    def guided_channels(self) -> int:
+        """The mixture logits and the component means (the first channels in both layouts); log-scales and
+        coupling coefficients stay the conditional pass's. Component k is the same decoder output in both
+        passes, so this guides the image the mixture shows, not the mixture density itself."""
+        m = self.config.components
+        return 4 * m if self.config.coupled else 2 * self.param_channels // 3

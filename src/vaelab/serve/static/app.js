@@ -54,10 +54,14 @@ function setupControls() {
   }
   $("class").addEventListener("change", render); // every view of a conditional model decodes as it
   const refresh = latestWins(refreshSamples);
-  $("temperature").addEventListener("input", () => {
-    $("temperature-out").value = Number($("temperature").value).toFixed(2);
-    refresh();
-  });
+  for (const id of ["temperature", "guidance"]) {
+    $(id).addEventListener("input", () => {
+      $(`${id}-out`).value = Number($(id).value).toFixed(2);
+      refresh();
+    });
+  }
+  // Guidance only for the models that take it (conditional, trained with label dropout).
+  $("guidance").disabled = !S.models.some((m) => m.guidance);
   for (const id of ["n", "seed", "prior", "label"]) $(id).addEventListener("change", refresh);
   $("reseed").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); refresh(); });
   $("clear").addEventListener("click", () => { S.pad.clear(); S.drawing = null; render(); });
@@ -118,7 +122,8 @@ async function refreshSamples() {
   };
   await Promise.all(models().map(async (m) => {
     const label = $("label").value;
-    const res = await api(url(m, "sample"), { method: "POST", body: { ...body, label: m.classes && label !== "" ? Number(label) : null } });
+    const guidance = m.guidance ? Number($("guidance").value) : 1;
+    const res = await api(url(m, "sample"), { method: "POST", body: { ...body, guidance, label: m.classes && label !== "" ? Number(label) : null } });
     const grid = S.ui[m.id].grid;
     grid.style.gridTemplateColumns = `repeat(${Math.min(8, n)}, 1fr)`;
     grid.replaceChildren(...res.images.map((src, i) => el("img", {
