@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a prior option (repeatable), e.g. epochs=20, hidden=256, layers=8, sample_steps=50, "
+        help="a prior option (repeatable), e.g. steps=3000, hidden=256, layers=8, sample_steps=50, "
         "source=sample, conditional=true (per-class prior; needs labels), components=10",
     )
     f.add_argument("--components", type=int, help="gmm: mixture components (default 10)")
