@@ -133,7 +133,7 @@ def sample_sweep(
     """Sample quality of a trained model per prior and temperature (a number, or one per layer, top first,
     comma-separated): FD, precision and recall of --n samples against the test split; gmm is a GMM fitted
     to the top latent's posterior means (--via-disk: saved and read back as `vaelab sample --prior gmm`)."""
-    from vaelab.generation.gmm_prior import fit_gmm_prior, load_gmm_prior, save_gmm_prior
+    from vaelab.generation.priors import fit_prior, load_prior, save_prior
 
     model_dir = resolve_model_dir(model)
     vae = VAE.from_pretrained(model_dir).eval()
@@ -142,13 +142,13 @@ def sample_sweep(
     real, prior_of, gmm = space.embed(test_set.images), {"standard_normal": None}, {}
     if "gmm" in priors:
         start = time.perf_counter()
-        prior = fit_gmm_prior(vae, to_float(train_set.images), components=components, seed=seed)
+        prior = fit_prior(vae, to_float(train_set.images), "gmm", {"components": components}, seed=seed)
         gmm = {"components": components, "covariance": "full", "fit_seconds": time.perf_counter() - start}
         if via_disk:
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copytree(model_dir, Path(tmp) / "model")
-                save_gmm_prior(prior, Path(tmp) / "model")
-                prior = load_gmm_prior(Path(tmp) / "model", vae.latent_dim)
+                save_prior(prior, Path(tmp) / "model")
+                prior = load_prior(Path(tmp) / "model", "gmm", vae.latent_dim)
         prior_of["gmm"], gmm["info"] = prior, prior.info
     rows = []
     for name in priors:

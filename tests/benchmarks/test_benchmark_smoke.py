@@ -40,6 +40,11 @@ SMOKE = {
     "feature_references": case("--dataset digits --n 50"),
     "nll_vs_minutes": case("{run} --iw-samples 2 --subset 10 --plot {tmp}/nll.png", "run"),
     "sample_sweep": case("{run} --priors standard_normal gmm --components 2 --n 20 --via-disk", "run"),
+    "priors": case(
+        "{run} --n 20 --grids {tmp}/grids --set gmm.components=2 --set flow.steps=2 --set diffusion.steps=2"
+        " --set diffusion.sample_steps=2 --set two_stage.steps=2",
+        "run",
+    ),
     "control_conditional": case("--epochs 1 --per-class 2 --latent-dim 2" + DIGITS),
     "guidance": case(
         "--epochs 1 --per-class 8 --guidances 1 2 --temperatures 1 --grid {tmp}/g.png --grid-per-class 2"

@@ -97,9 +97,39 @@ def test_gmm_prior_commands(runs, tmp_path, capsys):
     assert main(["sample", str(runs["plain"]), "--prior", "gmm", "--out", str(out)]) == 2
     assert "vaelab fit-prior" in capsys.readouterr().err
     assert main(["fit-prior", str(runs["plain"]), "--components", "3"]) == 0
-    assert (runs["plain"] / "model" / "gmm_prior.safetensors").is_file()
+    assert (runs["plain"] / "model" / "prior_gmm.safetensors").is_file()
     assert main(["sample", str(runs["plain"]), "--prior", "gmm", "-n", "5", "--out", str(out)]) == 0
     assert np.load(out)["images"].shape == (5, 12, 12, 1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("flow", ["--set", "steps=2", "--set", "hidden=8"]),
+        ("diffusion", ["--set", "steps=2", "--set", "hidden=8", "--set", "sample_steps=4"]),
+        ("two_stage", ["--set", "steps=2", "--set", "hidden=8"]),
+    ],
+)
+def test_fit_prior_and_sample_from_it(runs, tmp_path, capsys, kind, options):
+    assert main(["fit-prior", str(runs["plain"]), "--prior", kind, *options, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"prior_{kind}.safetensors ({kind} prior fitted to" in err and " s, encoding included" in err
+    out = tmp_path / "s.npz"
+    steps = ["--steps", "2"] if kind == "diffusion" else []
+    args = ["sample", str(runs["plain"]), "--prior", kind, "-n", "5", *steps, "--out", str(out)]
+    assert main([*args, "--grid", str(tmp_path / "s.png")]) == 0
+    assert np.load(out)["images"].shape == (5, 12, 12, 1)
+
+
+def test_a_class_conditional_prior_samples_the_class_asked_for(runs, tmp_path):
+    args = ["fit-prior", str(runs["plain"]), "--prior", "flow", "--set", "steps=2", "--set", "hidden=8"]
+    assert main([*args, "--set", "conditional=true", "--no-progress"]) == 0
+    out = tmp_path / "c.npz"
+    assert (
+        main(["sample", str(runs["plain"]), "--prior", "flow", "-n", "4", "--class", "3", "--out", str(out)])
+        == 0
+    )
+    assert np.load(out)["labels"].tolist() == [3, 3, 3, 3]
 
 
 @pytest.mark.parametrize(

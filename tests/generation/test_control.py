@@ -16,7 +16,7 @@ from vaelab.generation import (
     sample,
 )
 from vaelab.generation.conditional import balanced_labels, class_grid_latents, parse_classes
-from vaelab.generation.gmm_prior import GMM_NAME, fit_gmm_prior, load_gmm_prior, save_gmm_prior
+from vaelab.generation.priors import fit_prior, load_prior, prior_path, save_prior
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -64,24 +64,24 @@ def test_class_labels():
 
 def test_gmm_prior_fits_saves_and_samples(model, tmp_path):
     images = torch.rand(200, 1, 8, 8)
-    prior = fit_gmm_prior(model, images, components=3, seed=0)
+    prior = fit_prior(model, images, "gmm", {"components": 3}, seed=0)
     assert prior.weights.shape == (3,) and prior.covariances.shape == (3, 5, 5)
     assert float(prior.weights.sum()) == pytest.approx(1.0)
     model.save_pretrained(tmp_path)
-    path = save_gmm_prior(prior, tmp_path)
-    assert path.name == GMM_NAME
-    again = load_gmm_prior(tmp_path, model.latent_dim)
-    assert torch.equal(again.means, prior.means) and again.info["components"] == 3
+    path = save_prior(prior, tmp_path)
+    assert path == prior_path(tmp_path, "gmm") and path.name == "prior_gmm.safetensors"
+    again = load_prior(tmp_path, "gmm", model.latent_dim)
+    assert torch.equal(again.means, prior.means) and again.config.components == 3
     z = again.sample(4000, seed=0)
     # Samples follow the mixture: their mean is the weighted mean of the components' means.
     torch.testing.assert_close(z.mean(0).double(), prior.weights @ prior.means, atol=0.02, rtol=0)
     a = sample(model, 6, seed=1, prior=again)
     assert a.shape == (6, 1, 8, 8) and torch.equal(a, sample(model, 6, seed=1, prior=again))
     with pytest.raises(ModelLoadError, match="over 5 latent dimensions; the model has 7"):
-        load_gmm_prior(tmp_path, 7)
+        load_prior(tmp_path, "gmm", 7)
 
 
 def test_missing_gmm_prior_says_how_to_make_one(model, tmp_path):
     model.save_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match="vaelab fit-prior"):
-        load_gmm_prior(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"vaelab fit-prior .* --prior gmm"):
+        load_prior(tmp_path, "gmm")

@@ -307,20 +307,25 @@ def test_a_fitted_gmm_prior_is_offered_and_sampled(tiny_runs, tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from vaelab.generation.gmm_prior import fit_gmm_prior, save_gmm_prior
+    from vaelab.generation.priors import fit_prior, save_prior
     from vaelab.models import VAE
     from vaelab.serve import create_app_from_paths
 
     run = tmp_path / "mlp"
     shutil.copytree(tiny_runs["mlp"], run)
     model = VAE.from_pretrained(run / "model")
-    save_gmm_prior(fit_gmm_prior(model, torch.rand(200, 1, SIDE, SIDE), components=3), run)
+    images = torch.rand(200, 1, SIDE, SIDE)
+    save_prior(fit_prior(model, images, "gmm", {"components": 3}), run)
+    save_prior(fit_prior(model, images, "flow", {"steps": 2, "hidden": 8}), run)
     with TestClient(create_app_from_paths([run])) as c:
-        assert c.get("/api/models").json()[0]["priors"] == ["standard_normal", "gmm"]
+        assert c.get("/api/models").json()[0]["priors"] == ["standard_normal", "gmm", "flow"]
         url = f"/api/models/{MLP}/sample"
         gmm = c.post(url, json={"n": 4, "seed": 1, "prior": "gmm"}).json()["latents"]
+        flow = c.post(url, json={"n": 4, "seed": 1, "prior": "flow"}).json()["latents"]
         own = c.post(url, json={"n": 4, "seed": 1}).json()["latents"]
+        assert c.post(url, json={"n": 4, "prior": "diffusion"}).status_code == 422
     assert np.array(gmm).shape == (4, 4) and not np.allclose(gmm, own)
+    assert np.array(flow).shape == (4, 4) and not np.allclose(flow, own)
 
 
 def test_a_model_whose_kl_does_not_split_by_dimension_is_served(tmp_path):

@@ -24,9 +24,26 @@ def _latent_tool(sub: argparse._SubParsersAction, name: str, run: Any) -> argpar
 
 def register(sub: argparse._SubParsersAction) -> None:
     f = add_model_command(sub, "fit-prior", run_fit_prior, split=False)
-    f.add_argument("--components", type=int, default=10, help="mixture components (default 10)")
-    f.add_argument("--covariance", choices=["full", "diag", "tied", "spherical"], default="full")
-    f.add_argument("--seed", type=int, default=0, help="seed of the mixture's initialisation")
+    f.add_argument(
+        "--prior",
+        choices=["gmm", "flow", "diffusion", "two_stage"],
+        default="gmm",
+        help="gmm: Gaussian mixture (default, seconds); flow: RealNVP; diffusion: DDPM/DDIM over z; "
+        "two_stage: a second VAE over z (Dai & Wipf 2019); docs/priors.md says which to use when",
+    )
+    f.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a prior option (repeatable), e.g. steps=3000, hidden=256, layers=8, sample_steps=50, "
+        "source=sample, conditional=true (per-class prior; needs labels), components=10",
+    )
+    f.add_argument("--components", type=int, help="gmm: mixture components (default 10)")
+    f.add_argument("--covariance", choices=["full", "diag", "tied", "spherical"], help="gmm: default full")
+    f.add_argument("--seed", type=int, default=0, help="seed of the fit (default 0)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     i = _latent_tool(sub, "interpolate", run_interpolate)
     i.add_argument("--from", dest="index_a", type=int, default=0, metavar="I", help="first image's index")
@@ -78,24 +95,45 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def run_fit_prior(args: argparse.Namespace) -> int:
-    """Fit a Gaussian mixture to the aggregate posterior (sample with --prior gmm).
+    """Fit a latent prior to the aggregate posterior after training (sample with --prior KIND).
 
-    Ex-post density estimation (Ghosh et al. 2020): fit a Gaussian mixture (scikit-learn) to the
-    posterior means of the training images and save it beside the model as gmm_prior.safetensors;
-    'vaelab sample MODEL --prior gmm' then samples from it.
+    Encode the training images, fit a density to their top-latent posterior means (a Gaussian mixture,
+    a normalising flow, a diffusion model or a second VAE) and save it beside the model as
+    prior_KIND.safetensors; 'vaelab sample MODEL --prior KIND' then samples from it. The fit time is
+    printed and kept in the file.
     """
-    from vaelab.generation.gmm_prior import fit_gmm_prior, save_gmm_prior
+    from vaelab.config import parse_override
+    from vaelab.generation.priors import fit_prior, prior_config, save_prior
 
+    options: dict[str, Any] = {}
+    for item in args.options:
+        path, value = parse_override(item)
+        options[".".join(path)] = value
+    for name in ("components", "covariance"):
+        if getattr(args, name) is not None:
+            if args.prior != "gmm":
+                raise UsageError(f"--{name} is a gmm option; the {args.prior} prior takes --set KEY=VALUE")
+            options[name] = getattr(args, name)
+    config = prior_config(args.prior, options)  # a bad option fails before anything is loaded
     model, data = load_model_and_data(args, "train")
-    prior = fit_gmm_prior(
-        model, _float(data.images), components=args.components, seed=args.seed, covariance=args.covariance
+    if (model.num_classes or config.conditional) and data.labels is None:
+        raise DataError(f"dataset {data.name!r} has no labels: a conditional model or prior needs them")
+    prior = fit_prior(
+        model,
+        _float(data.images),
+        args.prior,
+        config,
+        labels=data.labels,
+        num_classes=model.num_classes or data.num_classes,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     with writing("MODEL", args.model):
-        path = save_gmm_prior(prior, args.model)
+        path = save_prior(prior, args.model)
     info = prior.info
     print(
-        f"wrote {path} ({info['components']} components, {info['covariance_type']} covariance, fitted to "
-        f"{info['images']} training images; converged={info['converged']})",
+        f"wrote {path} ({args.prior} prior fitted to {info['codes']} training images' "
+        f"{info['fitted_to']} in {info['fit_seconds']:.1f} s, encoding included)",
         file=sys.stderr,
     )
     return 0

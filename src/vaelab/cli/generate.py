@@ -16,7 +16,7 @@ from vaelab.cli.common import (
     load_model_and_data,
     writing,
 )
-from vaelab.errors import DataError
+from vaelab.errors import DataError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,14 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--class",
         dest="classes",
         metavar="C|C1,C2|all",
-        help="conditional models: the class(es) to draw, balanced over a list or 'all' (default all); "
-        "the .npz then also holds 'labels' (int64)",
+        help="conditional models and class-conditional fitted priors: the class(es) to draw, balanced "
+        "over a list or 'all' (default all); the .npz then also holds 'labels' (int64)",
     )
     p.add_argument(
         "--prior",
-        choices=["model", "gmm"],
+        choices=["model", "gmm", "flow", "diffusion", "two_stage"],
         default="model",
-        help="model: the model's own prior (default); gmm: the mixture 'vaelab fit-prior' saved beside it",
+        help="model: the model's own prior (default); gmm, flow, diffusion, two_stage: the prior "
+        "'vaelab fit-prior --prior KIND' saved beside it (the top latent's, for a hierarchical model)",
+    )
+    p.add_argument(
+        "--steps", type=int, help="--prior diffusion: DDIM sampling steps (default: the fit's sample_steps)"
     )
 
     r = add_model_command(sub, "reconstruct", run_reconstruct)
@@ -84,19 +88,25 @@ def run_sample(args: argparse.Namespace) -> int:
 
     check_suffix(args.out, (".npz",), "--out")
     check_at_least(args.n, 1, "-n")
+    check_at_least(args.steps, 1, "--steps")
+    if args.steps is not None and args.prior != "diffusion":
+        raise UsageError("--steps is for --prior diffusion")
     model = load_model(args)
     temp = args.temperature[0] if len(args.temperature) == 1 else args.temperature
+    prior = None
+    if args.prior != "model":
+        from vaelab.generation.priors import load_prior
+
+        prior = load_prior(args.model, args.prior, model.latent_dim)
+        if args.steps is not None:
+            prior.steps = args.steps
     labels = None
-    if args.classes is not None or model.num_classes:
+    if args.classes is not None or model.num_classes or (prior is not None and prior.num_classes):
         from vaelab.generation.conditional import balanced_labels, parse_classes, require_conditional
 
-        classes = parse_classes(args.classes or "all", require_conditional(model))
+        k = prior.num_classes if prior is not None and prior.num_classes else require_conditional(model)
+        classes = parse_classes(args.classes or "all", k)
         labels = balanced_labels(args.n, classes)
-    prior = None
-    if args.prior == "gmm":
-        from vaelab.generation.gmm_prior import load_gmm_prior
-
-        prior = load_gmm_prior(args.model, model.latent_dim)
     images = sample(
         model, args.n, temperature=temp, seed=args.seed, labels=labels, prior=prior, guidance=args.guidance
     )

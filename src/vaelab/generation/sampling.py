@@ -13,7 +13,7 @@ from vaelab.models.guidance import check_guidance, guided_decode
 from vaelab.models.vae import VAE
 
 if TYPE_CHECKING:
-    from vaelab.generation.gmm_prior import GMMPrior
+    from vaelab.generation.priors import FittedPrior
 
 
 @torch.no_grad()  # not inference_mode: callers may feed the results to autograd
@@ -25,7 +25,7 @@ def sample(
     seed: int | None = None,
     batch_size: int = 1024,
     labels: torch.Tensor | None = None,
-    prior: GMMPrior | None = None,
+    prior: FittedPrior | None = None,
     guidance: float = 1.0,
 ) -> torch.Tensor:
     """``n`` images in [0, 1], shape (n, C, H, W): z ~ p(z) with std scaled by ``temperature``, decoded.
@@ -35,26 +35,35 @@ def sample(
     deterministic mean path. The same ``seed`` gives the same images on the same machine, whatever
     ``batch_size`` is (for a hierarchical model, whose lower layers draw their noise batch by batch,
     for the same ``batch_size``). A conditional model draws the classes ``labels`` (n,) asks for
-    (default: all classes, balanced). ``prior`` replaces the model's prior of the top latent by a
-    fitted one (the ex-post GMM of ``gmm_prior.py``). ``guidance`` w is classifier-free guidance for a
-    conditional model trained with label dropout (1: none; above 1: more typical of each class; see
-    ``vaelab.models.guidance``); any other model refuses w != 1.
+    (default: all classes, balanced). ``prior`` replaces the model's prior of the top latent by one
+    fitted after training (``vaelab.generation.priors``: gmm, flow, diffusion, two_stage), sampled at
+    the top temperature; a hierarchical model's lower layers still draw from their own priors. A
+    class-conditional fitted prior takes the ``labels`` too (default: all its classes, balanced), also
+    for an unconditional model, whose decoder then never sees them. ``guidance`` w is classifier-free
+    guidance for a conditional model trained with label dropout (1: none; above 1: more typical of each
+    class; see ``vaelab.models.guidance``); any other model refuses w != 1.
     """
     if n < 1:
         raise ValueError(f"number of samples must be at least 1, got {n}")
     temps = model.layer_temperatures(temperature)  # validates: one per layer, finite, >= 0
     check_guidance(model, guidance)  # before any work
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    if prior is not None:
-        z = prior.sample(n, temperature=temps[0], seed=seed).to(model.device)
-    else:
-        z = model.prior.sample(n, temps[0], generator=gen)
-    if model.num_classes and labels is None:
-        labels = balanced_labels(n, list(range(model.num_classes)))
+    classes = model.num_classes or (prior.num_classes if prior is not None else None)
+    if classes and labels is None:
+        labels = balanced_labels(n, list(range(classes)))
     if labels is not None:
-        labels = torch.as_tensor(labels).to(model.device)
+        labels = torch.as_tensor(labels)
         if len(labels) != n:
             raise ValueError(f"got {len(labels)} labels for {n} samples")
+    if prior is not None:
+        prior_labels = labels if prior.num_classes else None
+        z = prior.sample(n, temperature=temps[0], labels=prior_labels, seed=seed).to(model.device)
+        if not model.num_classes and prior.num_classes:
+            labels = None  # the classes were the prior's: an unconditional decoder takes none
+    else:
+        z = model.prior.sample(n, temps[0], generator=gen)
+    if labels is not None:
+        labels = labels.to(model.device)
     out = [
         guided_decode(
             model,

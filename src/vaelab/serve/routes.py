@@ -122,8 +122,11 @@ def sample_images(
     if labels is None and m.num_classes is not None:  # no class asked for: all classes, balanced
         labels = balanced_labels(body.n, list(range(m.num_classes)))
     gen = torch.Generator().manual_seed(body.seed)
-    if body.prior == "gmm":  # the ex-post mixture fitted to the aggregate posterior
-        z = m.gmm_prior().sample(body.n, temperature=body.temperature, seed=body.seed).to(m.model.device)
+    if body.prior is not None and body.prior != m.priors[0]:  # fitted to the aggregate posterior
+        prior = m.fitted_prior(body.prior)
+        prior_labels = labels if prior.num_classes and m.num_classes else None
+        z = prior.sample(body.n, temperature=body.temperature, labels=prior_labels, seed=body.seed)
+        z = z.to(m.model.device)
     else:
         z = m.model.prior.sample(body.n, body.temperature, generator=gen)
     # decode_sample, through guided_decode: a hierarchical model's lower layers draw from their priors,

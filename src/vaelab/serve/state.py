@@ -63,18 +63,17 @@ class ServedModel:
     # --- what the model supports (where conditional models and other priors plug in) -----------------
     @property
     def priors(self) -> list[str]:
-        """Priors ``sample`` can draw from: the model's own, and ``gmm`` when ``vaelab fit-prior``
-        saved an ex-post mixture beside the model."""
-        from vaelab.generation.gmm_prior import GMM_NAME
+        """Priors ``sample`` can draw from: the model's own, then each prior ``vaelab fit-prior`` saved
+        beside the model (gmm, flow, diffusion, two_stage)."""
+        from vaelab.generation.priors import saved_priors
 
-        own = [self.model.config.prior.name]
-        return [*own, "gmm"] if (resolve_model_dir(self.path) / GMM_NAME).is_file() else own
+        return [self.model.config.prior.name, *saved_priors(resolve_model_dir(self.path))]
 
-    def gmm_prior(self) -> Any:
-        """The ex-post GMM prior saved beside the model (loaded once)."""
-        from vaelab.generation.gmm_prior import load_gmm_prior
+    def fitted_prior(self, kind: str) -> Any:
+        """The ``kind`` prior fitted after training and saved beside the model (loaded once)."""
+        from vaelab.generation.priors import load_prior
 
-        return self._cached("gmm", lambda: load_gmm_prior(self.path, self.model.latent_dim))
+        return self._cached(f"prior:{kind}", lambda: load_prior(self.path, kind, self.model.latent_dim))
 
     @property
     def num_classes(self) -> int | None:
