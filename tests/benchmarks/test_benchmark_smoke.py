@@ -67,6 +67,9 @@ SMOKE = {
         "photos32 pythae",
     ),
     "lossless_codecs": case("--limit 6", "photos32", slow=False),
+    "ood": case(
+        "--mnist-run {run} --photos32-run {run} --count 12 --regret-count 4 --plots {tmp}", "run mnist"
+    ),
     "sharp": case(
         "--config configs/mnist-sharp.yaml --dataset digits --minutes 0.02 --iw-samples 1 --n-samples 16"
         " --set objective.disc_start=0 --set train.batch_size=16"

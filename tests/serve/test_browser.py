@@ -149,6 +149,14 @@ def test_page_end_to_end(server_url):
         expect(recon).not_to_have_attribute("src", after_first)
         expect(live).not_to_have_attribute("src", slider_after_drawing)  # sliders follow the drawing
 
+        # The score panel: each model's reference histogram, then an uploaded image's score on it.
+        expect(page.locator("#score-cards svg.chart")).to_have_count(2)
+        page.locator("#score-upload").set_input_files(
+            files=[{"name": "blob.png", "mimeType": "image/png", "buffer": _blob_png()}]
+        )
+        expect(page.locator("#score-cards [data-testid=score-text]").first).to_contain_text("nll = ")
+        expect(page.locator("#score-cards img").first).to_have_attribute("src", _data_png())
+
         # Interpolation rows and the latent map (a click decodes that point).
         expect(page.locator("#interp-cards .row").first.locator("img")).to_have_count(10)
         picked = page.locator("#map-cards img").first
@@ -238,6 +246,12 @@ def _assert_readable_plots(page) -> None:
     assert sizes, "no chart text on the page"
     low, high = READABLE_PX
     assert all(low <= size <= high for _, size in sizes), sizes
+
+
+def _blob_png() -> bytes:
+    from .helpers import blobs, png_bytes
+
+    return png_bytes(blobs(1, seed=4)[0][0])
 
 
 def _data_png() -> re.Pattern[str]:

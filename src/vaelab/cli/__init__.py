@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from vaelab import __version__
-from vaelab.cli import control, data_cmd, evaluate, export, generate, serve, train_cmd
+from vaelab.cli import control, data_cmd, evaluate, export, generate, score, serve, train_cmd
 
-COMMANDS = (train_cmd, generate, control, evaluate, serve, export, data_cmd)
+COMMANDS = (train_cmd, generate, control, evaluate, score, serve, export, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

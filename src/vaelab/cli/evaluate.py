@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from vaelab.cli.common import (
     add_command,
@@ -15,7 +16,7 @@ from vaelab.cli.common import (
     model_data_config,
     writing,
 )
-from vaelab.errors import DataError, MissingFileError
+from vaelab.errors import DataError, MissingFileError, UsageError
 
 FEATURE_TRAIN_LIMIT = 60_000
 
@@ -86,6 +87,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="where to write report.json and report.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--ood",
+        action="append",
+        metavar="OTHER",
+        help="out-of-distribution images to tell from the split (an ood: set, folder, .npz, IDX file or "
+        "dataset name; repeatable; 'default' = every ood: set but the model's own kind): AUROC, AUPRC "
+        "and FPR at 95%% TPR of every OOD score (see vaelab score), in the report's 'ood' section",
+    )
+    p.add_argument("--ood-only", action="store_true", help="with --ood: skip the other measurements")
+    p.add_argument("--ood-scores", default="all", metavar="NAME[,NAME...]|all", help="scores (all)")
+    p.add_argument(
+        "--ood-count",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="images of the split and of each ood: set (1000)",
+    )
+    p.add_argument("--ood-iw-samples", type=int, default=None, metavar="K", help="the scores' K (default 1)")
 
     c = add_command(sub, "compare", run_compare)
     c.add_argument("runs", nargs="+", metavar="RUN", help="runs evaluated with 'vaelab evaluate'")
@@ -128,7 +147,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.inception_weights and not Path(args.inception_weights).is_file():
         raise MissingFileError(f"--inception-weights {args.inception_weights} does not exist")
     progress = not args.no_progress
+    if args.ood_only and not args.ood:
+        raise UsageError("--ood-only needs --ood OTHER")
     model, dataset = load_model_and_data(args, args.split, progress)
+    if args.ood_only:
+        return _ood_only(args, model, dataset)
     from vaelab.models.guidance import check_guidance
 
     model.layer_temperatures(args.temperature)  # a clear error before any work, as sampling would give
@@ -168,12 +191,41 @@ def run_evaluate(args: argparse.Namespace) -> int:
         options=options,
     )
     report["model"] = str(args.model)
+    ood_text = ""
+    if args.ood:
+        from vaelab.cli.scoring import ood_report
+        from vaelab.evaluation.ood.evaluate import render_ood
+
+        report["ood"] = ood_report(args, model, dataset)
+        ood_text = "\n" + render_ood(report["ood"])
     out = Path(args.out) if args.out else _output_dir(args.model)
     with writing("--out" if args.out else "MODEL", out):
         json_path, md_path = write_report(report, out)
-    print(render_report(report), end="")
+        if ood_text:
+            with md_path.open("a") as f:
+                f.write(ood_text)
+    print(render_report(report) + ood_text, end="")
     sys.stdout.flush()
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+def _ood_only(args: argparse.Namespace, model: Any, dataset: Any) -> int:
+    """--ood-only: the OOD section alone, written as ood.json and ood.md."""
+    from vaelab.cli.scoring import ood_report
+    from vaelab.evaluation.ood.evaluate import render_ood
+    from vaelab.io.atomic import atomic_write_text
+
+    section = ood_report(args, model, dataset) | {"model": str(args.model)}
+    text = render_ood(section)
+    out = Path(args.out) if args.out else _output_dir(args.model)
+    with writing("--out" if args.out else "MODEL", out):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "ood.json", json.dumps(section, indent=2) + "\n")
+        atomic_write_text(out / "ood.md", text)
+    print(text, end="")
+    sys.stdout.flush()
+    print(f"wrote {out / 'ood.json'} and {out / 'ood.md'}", file=sys.stderr)
     return 0
 
 

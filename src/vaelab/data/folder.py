@@ -116,7 +116,13 @@ def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
             rgba = image.convert("RGBA")
             image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image.alpha_composite(rgba)
-        image = image.convert("L" if channels == 1 else "RGB")
+        return fit_image(image, image_size, channels)
+
+
+def fit_image(image: Image.Image, image_size: int, channels: int) -> np.ndarray:
+    """An 8-bit image (transparency already composited) as uint8 (image_size, image_size, channels):
+    converted to the channels, its centred square crop resized with antialiased bicubic filtering."""
+    image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2

@@ -33,6 +33,7 @@ from vaelab.serve.inputs import (
     source_image,
     source_latent,
 )
+from vaelab.serve.scoring import register as register_scoring
 from vaelab.serve.state import ServedModel
 
 router = APIRouter(prefix="/api")
@@ -256,3 +257,7 @@ def latent_map(request: Request, model_id: ModelId) -> s.LatentMapResponse:
         components=[floats(c) for c in p.components],
         explained_variance=floats(p.explained_variance_ratio),
     )
+
+
+# OOD scores (serve/scoring.py): under /api like the rest, so /docs and the schema fuzz see them.
+register_scoring(router)

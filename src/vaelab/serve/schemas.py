@@ -234,3 +234,63 @@ class ErrorResponse(BaseModel):
     """Every 4xx answer: a message saying what was wrong (and, for validation errors, where)."""
 
     detail: str | list[dict[str, Any]]
+
+
+# --- out-of-distribution scores ----------------------------------------------------------------------
+ScoreName = Literal["nll", "bits_per_dim", "complexity", "likelihood_ratio", "likelihood_regret"]
+SCORE_FIELD = (
+    "the score (see docs/ood.md); default: the model's calibrated one, else likelihood_ratio "
+    "when a background model is saved beside it, else nll"
+)
+
+
+class ScoreRequest(Strict):
+    """An image to score: uploaded (``image``) or taken from the model's test set (``index``)."""
+
+    image: Base64Image | None = None
+    index: int | None = Field(default=None, ge=0, description="test-set index (see /examples)")
+    resize: bool = Field(default=True, description="centre-crop and scale an image of another size")
+    invert: bool = Field(default=False, description="invert grey levels (dark ink on light paper)")
+    score: ScoreName | None = Field(default=None, description=SCORE_FIELD)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScoreRequest:
+        if (self.image is None) == (self.index is None):
+            raise ValueError("give exactly one of image, index")
+        return self
+
+
+class ScoreReference(BaseModel):
+    """The in-distribution reference: a histogram of its scores (bins of unequal width, fine in the
+    bulk and stretching to the tails), from the calibration images or from scored test images."""
+
+    source: str
+    n: int
+    edges: list[float]
+    counts: list[float]
+
+
+class ScoreResponse(BaseModel):
+    """One image's score (higher: less like the training data), where it falls among the reference's,
+    and in or out when the score is calibrated."""
+
+    score: str
+    title: str
+    value: float
+    percentile: float | None = Field(description="fraction of reference images scoring lower (0-100)")
+    verdict: Literal["in", "out"] | None = Field(description="null: this score is not calibrated")
+    threshold: float | None
+    fpr: float | None = Field(description="the calibration's false-positive rate")
+    reference: ScoreReference | None = Field(description="null: no test set or calibration to compare")
+    input: str = Field(description="the image as the model read it (PNG data URL)")
+    note: str | None = None
+
+
+class ScoreReferenceResponse(BaseModel):
+    """A score's reference histogram, before any image is scored (what the page draws first)."""
+
+    score: str
+    title: str
+    reference: ScoreReference | None
+    threshold: float | None
+    note: str | None = None

@@ -3,6 +3,7 @@
 import { api, card, el, latestWins, toast } from "./lib.js";
 import { Pad } from "./pad.js";
 import { MapView, PALETTE, trainingPanel } from "./plots.js";
+import { loadScoreReference, scoreCard, setupScorePanel } from "./score.js";
 
 const $ = (id) => document.getElementById(id);
 const SLIDER_DIMS = 8;
@@ -66,6 +67,7 @@ function setupControls() {
   $("reseed").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); refresh(); });
   $("clear").addEventListener("click", () => { S.pad.clear(); S.drawing = null; render(); });
   $("upload").addEventListener("change", onUpload);
+  setupScorePanel(() => models().map((m) => [m, S.ui[m.id]]), () => S.drawing);
   const interp = latestWins(refreshInterpolation);
   $("steps").addEventListener("input", () => { $("steps-out").value = $("steps").value; interp(); });
   $("mode").addEventListener("change", interp);
@@ -80,7 +82,7 @@ function setupControls() {
 // --- building the cards ---------------------------------------------------------------------------
 function render() {
   chips();
-  const sections = { sample: [], recon: [], interp: [], slider: [], map: [], train: [] };
+  const sections = { sample: [], recon: [], score: [], interp: [], slider: [], map: [], train: [] };
   for (const m of models()) {
     const ui = (S.ui[m.id] = { decode: latestWins((z) => decodeInto(m, z)) });
     ui.grid = el("div", { class: "grid" });
@@ -91,6 +93,7 @@ function render() {
       el("figure", {}, slot(ui.input), el("figcaption", {}, "input")),
       el("figure", {}, slot(ui.recon), el("figcaption", {}, "reconstruction"))),
     ui.reconNote = el("p", { class: "note" }, "Draw on the pad or upload an image.")));
+    sections.score.push(card(m, ...scoreCard(ui)));
     ui.interp = el("div", { class: "row" });
     sections.interp.push(card(m, ui.interp));
     sections.slider.push(card(m, sliderPanel(m, ui)));
@@ -100,6 +103,7 @@ function render() {
   }
   $("sample-cards").replaceChildren(...sections.sample);
   $("recon-cards").replaceChildren(...sections.recon);
+  $("score-cards").replaceChildren(...sections.score);
   $("interp-cards").replaceChildren(...sections.interp);
   $("slider-cards").replaceChildren(...sections.slider);
   $("map-cards").replaceChildren(...sections.map);
@@ -109,6 +113,7 @@ function render() {
   for (const m of models()) {
     setBase(m, S.base[m.id] || new Array(m.latent_dim).fill(0));
     loadMap(m).catch((e) => toast(e.message));
+    loadScoreReference(m, S.ui[m.id]);
   }
   if (S.drawing) onDrawing(S.drawing);
 }

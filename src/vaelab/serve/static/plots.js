@@ -179,3 +179,67 @@ function star(c, x, y) {
   c.fill();
   c.stroke();
 }
+
+/**
+ * The score panel's histogram: the reference's bins (unequal widths, drawn equally wide, so a far tail
+ * still fits), a line at the calibrated threshold, and a marker at `value` (placed inside its bin, or
+ * at an end with an arrow when it lies beyond the reference). Returns an <svg class="chart">.
+ */
+export function scoreChart(res, value) {
+  const root = svg("svg", { class: "chart", height: CHART_HEIGHT, "font-size": CHART_FONT });
+  let drawnWidth = 0;
+  const draw = (width) => {
+    drawnWidth = width;
+    root.setAttribute("viewBox", `0 0 ${width} ${CHART_HEIGHT}`);
+    root.replaceChildren(...scoreParts(res, value, width));
+  };
+  draw(420);
+  new ResizeObserver(([entry]) => {
+    const width = Math.round(entry.contentRect.width);
+    if (width > 0 && width !== drawnWidth) draw(width);
+  }).observe(root);
+  return root;
+}
+
+/** Where `v` falls on the chart's bin axis: bin index plus the fraction of the way through it. */
+function binPosition(edges, v) {
+  const n = edges.length - 1;
+  if (v <= edges[0]) return 0;
+  if (v >= edges[n]) return n;
+  let i = 0;
+  while (edges[i + 1] < v) i++;
+  return i + (v - edges[i]) / (edges[i + 1] - edges[i] || 1);
+}
+
+function scoreParts(res, value, W) {
+  const H = CHART_HEIGHT, L = 10, R = 10, T = 22, B = 26;
+  const { edges, counts, source, n } = res.reference;
+  const bins = counts.length;
+  const top = Math.max(...counts, 1);
+  const bw = (W - L - R) / bins;
+  const sx = (pos) => L + pos * bw;
+  const parts = [svg("text", { x: L, y: 13, "font-weight": 600 }, `${res.score}: ${source} (n=${n})`)];
+  counts.forEach((c, i) => {
+    const h = (c / top) * (H - T - B);
+    parts.push(svg("rect", { x: sx(i) + 0.5, y: H - B - h, width: Math.max(bw - 1, 1), height: h, fill: "#9fb3d9" }));
+  });
+  parts.push(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
+  const short = (v) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : v.toFixed(1));
+  parts.push(svg("text", { x: L, y: H - 7 }, short(edges[0])));
+  parts.push(svg("text", { x: W - R, y: H - 7, "text-anchor": "end" }, short(edges[bins])));
+  if (res.threshold != null) {
+    const x = sx(binPosition(edges, res.threshold));
+    parts.push(svg("line", { x1: x, x2: x, y1: T, y2: H - B, stroke: "#111", "stroke-dasharray": "4 3" }));
+  }
+  if (value != null) {
+    const beyond = value > edges[bins] ? " →" : value < edges[0] ? "← " : "";
+    const x = sx(binPosition(edges, value));
+    parts.push(svg("line", { x1: x, x2: x, y1: T, y2: H - B, stroke: "#e15759", "stroke-width": 3 }));
+    const label = beyond === "← " ? `← ${short(value)}` : `${short(value)}${beyond}`;
+    const anchor = x > W / 2 ? "end" : "start";
+    const t = svg("text", { x: x + (anchor === "end" ? -5 : 5), y: T + 12, "text-anchor": anchor }, label);
+    t.style.fill = "#e15759";
+    parts.push(t);
+  }
+  return parts;
+}

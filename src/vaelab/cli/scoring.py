@@ -1,0 +1,207 @@
+"""What ``vaelab score`` and ``vaelab evaluate --ood`` share: the score names, the background model
+(fitted beside the model when missing), how images are presented, and the per-image output: rows,
+histogram and summary."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaelab.cli.common import check_at_least, writing
+
+REFERENCE_IMAGES = 1000  # test images scored for the histogram's reference when there is no calibration
+
+
+def score_names(text: str) -> list[str]:
+    from vaelab.evaluation.ood.scores import SCORES, check_scores
+
+    return list(SCORES) if text == "all" else check_scores(t.strip() for t in text.split(",") if t.strip())
+
+
+def settings_of(scorer: Any, name: str) -> dict[str, Any]:
+    """What besides K a score's value depends on (a calibration must match it)."""
+    if name == "complexity":
+        return {"codec": scorer.codec}
+    if name == "likelihood_ratio":
+        kind = scorer.background.spec.kind if scorer.background else None
+        return {"background": kind, "codec": scorer.codec if scorer.mixes_codec else None}
+    if name == "likelihood_regret":
+        return {"regret_steps": scorer.regret_steps}
+    return {}
+
+
+def background_spec(args: argparse.Namespace) -> Any:
+    """The background the options ask for (kind, epochs, time limit, seed)."""
+    from vaelab.evaluation.ood.background import BackgroundSpec
+
+    spec = BackgroundSpec(kind=args.background, max_minutes=args.background_minutes, seed=args.seed)
+    if args.background_epochs is not None:
+        check_at_least(args.background_epochs, 1, "--background-epochs")
+        spec = BackgroundSpec(**{**spec.__dict__, "epochs": args.background_epochs})
+    return spec
+
+
+def background_for(
+    model_path: str,
+    model: Any,
+    data_cfg: Any,
+    binarize: str,
+    spec: Any,
+    *,
+    refit: bool,
+    needed: bool,
+    progress: bool = False,
+) -> Any:
+    """The background beside the model, fitted first when ``refit`` or when ``needed`` and none is
+    there (it is then saved beside the model)."""
+    from vaelab.data import load_dataset
+    from vaelab.evaluation import in_memory
+    from vaelab.evaluation.ood.background import fit_background, load_background, save_background
+
+    background = None if refit else load_background(model_path, model.device)
+    if background is not None or not (needed or refit):
+        return background
+    train = in_memory(load_dataset(data_cfg, "train", progress=progress))
+    print(
+        f"fitting the background model ({spec.kind}, up to {spec.epochs} epochs on {len(train)} "
+        f"{train.name} training images); it is saved beside the model",
+        file=sys.stderr,
+    )
+    background = fit_background(model, train, binarize, spec, log=lambda line: print(line, file=sys.stderr))
+    with writing("MODEL", model_path):
+        folder = save_background(background, model_path)
+    print(f"wrote {folder}", file=sys.stderr)
+    return background
+
+
+def presentation(data_cfg: Any) -> str:
+    """How scores present images: thresholded for a statically binarised model, else grey levels."""
+    return "static" if data_cfg.binarize == "static" else "none"
+
+
+def write_rows(path: Path, names: list[str], scores: dict[str, np.ndarray], out: np.ndarray | None) -> None:
+    """One row per image: its index, name, every score and (when calibrated) in or out."""
+    from vaelab.io.atomic import atomic_write_text
+
+    rows = []
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"index": i, "name": name, **{k: float(v[i]) for k, v in scores.items()}}
+        if out is not None:
+            row["verdict"] = "out" if out[i] else "in"
+        rows.append(row)
+    if path.suffix == ".jsonl":
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+
+
+def draw(
+    plot: Path,
+    args: argparse.Namespace,
+    scorer: Any,
+    name: str,
+    values: np.ndarray,
+    cal: Any,
+    source: str,
+    data_cfg: Any,
+) -> None:
+    """The histogram against the calibration's, else against scored test images of the model's data."""
+    import torch
+
+    from vaelab.data import load_dataset
+    from vaelab.evaluation.ood.plot import plot_scores
+
+    if cal is not None:
+        plot_scores(
+            plot,
+            values,
+            name,
+            reference_histogram=cal.histogram,
+            threshold=cal.threshold,
+            reference_label=f"calibration: {cal.dataset}",
+            inputs_label=source,
+        )
+        return
+    test = load_dataset(data_cfg, "test", progress=False)
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[:REFERENCE_IMAGES]
+    reference = scorer.score(test.images[pick.sort().values], [name])[name]
+    plot_scores(
+        plot, values, name, reference=reference, reference_label=f"{test.name} test", inputs_label=source
+    )
+
+
+def summary(
+    scores: dict[str, np.ndarray], out: np.ndarray | None, primary: str, cal: Any, source: str
+) -> str:
+    lines = [
+        f"{len(next(iter(scores.values())))} images from {source}",
+        "",
+        "| score | median | 5% | 95% |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, v in scores.items():
+        q05, q50, q95 = np.quantile(v, [0.05, 0.5, 0.95])
+        lines.append(f"| {name} | {q50:.4g} | {q05:.4g} | {q95:.4g} |")
+    if out is not None:
+        lines += [
+            "",
+            f"{int(out.sum())} of {len(out)} out of distribution by {primary} > "
+            f"{cal.threshold:.6g} (calibrated at FPR {cal.fpr:g} on {cal.dataset})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def ood_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, Any]:
+    """The OOD section: every asked score's separation of the split from each --ood set."""
+    from vaelab.cli.common import model_data_config
+    from vaelab.data import ImageDataset
+    from vaelab.data.inputs import load_inputs
+    from vaelab.data.ood_sets import default_pairs
+    from vaelab.evaluation import seeded_subset
+    from vaelab.evaluation.ood.background import BackgroundSpec
+    from vaelab.evaluation.ood.evaluate import ood_section
+    from vaelab.evaluation.ood.scores import DEFAULT_K, SCORES, Scorer
+    from vaelab.runtime import derive_seed
+
+    check_at_least(args.ood_count, 2, "--ood-count")
+    check_at_least(args.ood_iw_samples, 1, "--ood-iw-samples")
+    names = score_names(args.ood_scores)
+    data_cfg = model_data_config(args)
+    binarize = presentation(data_cfg)
+    reference = seeded_subset(dataset, min(args.ood_count, len(dataset)), derive_seed(args.seed, "ood"))
+    default = [f"ood:{name}" for name in default_pairs(model.image_shape)]
+    sources = [n for o in args.ood for n in (default if o == "default" else [o])]
+    others = {}
+    for source in sources:
+        inputs = load_inputs(
+            source, model.image_shape, count=args.ood_count, seed=args.seed, data_dir=data_cfg.data_dir
+        )
+        for failure in inputs.skipped:
+            print(f"vaelab evaluate: warning: skipped unreadable file {failure}", file=sys.stderr)
+        others[source] = ImageDataset(inputs.images, None, source, None)
+    needed = any(SCORES[n].needs_background for n in names)
+    background = background_for(
+        args.model,
+        model,
+        data_cfg,
+        binarize,
+        BackgroundSpec(seed=args.seed),
+        refit=False,
+        needed=needed,
+        progress=not args.no_progress,
+    )
+    scorer = Scorer(model, binarize, args.ood_iw_samples or DEFAULT_K, background, seed=args.seed)
+    return ood_section(scorer, reference, others, names) | {"split": args.split}
