@@ -101,13 +101,7 @@ function render() {
     sections.map.push(card(m, ui.mapBox));
     sections.train.push(card(m, ...trainingPanel(S.info[m.id])));
   }
-  $("sample-cards").replaceChildren(...sections.sample);
-  $("recon-cards").replaceChildren(...sections.recon);
-  $("score-cards").replaceChildren(...sections.score);
-  $("interp-cards").replaceChildren(...sections.interp);
-  $("slider-cards").replaceChildren(...sections.slider);
-  $("map-cards").replaceChildren(...sections.map);
-  $("train-cards").replaceChildren(...sections.train);
+  for (const [name, cards] of Object.entries(sections)) $(`${name}-cards`).replaceChildren(...cards);
   refreshSamples().catch((e) => toast(e.message));
   refreshInterpolation().catch((e) => toast(e.message));
   for (const m of models()) {
