@@ -100,7 +100,7 @@ def run_score(args: argparse.Namespace) -> int:
     from vaelab.data.inputs import Inputs, load_inputs
     from vaelab.evaluation import in_memory
     from vaelab.evaluation.ood.calibration import calibrate, load_calibrations, save_calibration
-    from vaelab.evaluation.ood.scores import SCORES, Scorer
+    from vaelab.evaluation.ood.scores import Scorer
 
     names = score_names(args.score)
     for value, minimum, option in (
@@ -138,17 +138,8 @@ def run_score(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 data_dir=data_cfg.data_dir,
             )
-    needed = any(SCORES[n].needs_background for n in names)
-    background = background_for(
-        args.model,
-        model,
-        data_cfg,
-        binarize,
-        background_spec(args),
-        refit=args.fit_background,
-        needed=needed,
-        progress=not args.no_progress,
-    )
+    spec = background_spec(args)
+    background = background_for(args, model, data_cfg, names, spec, refit=args.fit_background)
     if args.inputs is None and not args.calibrate:
         return 0  # --fit-background alone
     scorer = Scorer(

@@ -49,22 +49,17 @@ def background_spec(args: argparse.Namespace) -> Any:
 
 
 def background_for(
-    model_path: str,
-    model: Any,
-    data_cfg: Any,
-    binarize: str,
-    spec: Any,
-    *,
-    refit: bool,
-    needed: bool,
-    progress: bool = False,
+    args: argparse.Namespace, model: Any, data_cfg: Any, names: list[str], spec: Any, *, refit: bool = False
 ) -> Any:
-    """The background beside the model, fitted first when ``refit`` or when ``needed`` and none is
-    there (it is then saved beside the model)."""
+    """The background beside the model ``args.model``, fitted first when ``refit`` or when a score of
+    ``names`` needs one and none is there (it is then saved beside the model)."""
     from vaelab.data import load_dataset
     from vaelab.evaluation import in_memory
     from vaelab.evaluation.ood.background import fit_background, load_background, save_background
+    from vaelab.evaluation.ood.scores import SCORES
 
+    model_path, progress = args.model, not args.no_progress
+    needed = any(SCORES[n].needs_background for n in names)
     background = None if refit else load_background(model_path, model.device)
     if background is not None or not (needed or refit):
         return background
@@ -74,7 +69,8 @@ def background_for(
         f"{train.name} training images); it is saved beside the model",
         file=sys.stderr,
     )
-    background = fit_background(model, train, binarize, spec, log=lambda line: print(line, file=sys.stderr))
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    background = fit_background(model, train, presentation(data_cfg), spec, log=log)
     with writing("MODEL", model_path):
         folder = save_background(background, model_path)
     print(f"wrote {folder}", file=sys.stderr)
@@ -173,7 +169,7 @@ def ood_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, 
     from vaelab.evaluation import seeded_subset
     from vaelab.evaluation.ood.background import BackgroundSpec
     from vaelab.evaluation.ood.evaluate import ood_section
-    from vaelab.evaluation.ood.scores import DEFAULT_K, SCORES, Scorer
+    from vaelab.evaluation.ood.scores import DEFAULT_K, Scorer
     from vaelab.runtime import derive_seed
 
     check_at_least(args.ood_count, 2, "--ood-count")
@@ -192,16 +188,6 @@ def ood_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, 
         for failure in inputs.skipped:
             print(f"vaelab evaluate: warning: skipped unreadable file {failure}", file=sys.stderr)
         others[source] = ImageDataset(inputs.images, None, source, None)
-    needed = any(SCORES[n].needs_background for n in names)
-    background = background_for(
-        args.model,
-        model,
-        data_cfg,
-        binarize,
-        BackgroundSpec(seed=args.seed),
-        refit=False,
-        needed=needed,
-        progress=not args.no_progress,
-    )
+    background = background_for(args, model, data_cfg, names, BackgroundSpec(seed=args.seed))
     scorer = Scorer(model, binarize, args.ood_iw_samples or DEFAULT_K, background, seed=args.seed)
     return ood_section(scorer, reference, others, names) | {"split": args.split}

@@ -31,12 +31,17 @@ const CHART_FONT = 12; // px: the chart is drawn at its rendered width, so this 
 export function lineChart(rows, series, title) {
   const shown = series.filter(([key]) => rows.some((r) => typeof r[key] === "number"));
   if (!rows.length || !shown.length) return null;
+  return responsiveChart((width) => chartParts(rows, shown, title, width));
+}
+
+/** An <svg class="chart"> drawn by `parts(width)` at its rendered width, redrawn when that changes. */
+function responsiveChart(parts) {
   const root = svg("svg", { class: "chart", height: CHART_HEIGHT, "font-size": CHART_FONT });
   let drawnWidth = 0;
   const draw = (width) => {
     drawnWidth = width;
     root.setAttribute("viewBox", `0 0 ${width} ${CHART_HEIGHT}`);
-    root.replaceChildren(...chartParts(rows, shown, title, width));
+    root.replaceChildren(...parts(width));
   };
   draw(420);
   new ResizeObserver(([entry]) => {
@@ -186,19 +191,7 @@ function star(c, x, y) {
  * at an end with an arrow when it lies beyond the reference). Returns an <svg class="chart">.
  */
 export function scoreChart(res, value) {
-  const root = svg("svg", { class: "chart", height: CHART_HEIGHT, "font-size": CHART_FONT });
-  let drawnWidth = 0;
-  const draw = (width) => {
-    drawnWidth = width;
-    root.setAttribute("viewBox", `0 0 ${width} ${CHART_HEIGHT}`);
-    root.replaceChildren(...scoreParts(res, value, width));
-  };
-  draw(420);
-  new ResizeObserver(([entry]) => {
-    const width = Math.round(entry.contentRect.width);
-    if (width > 0 && width !== drawnWidth) draw(width);
-  }).observe(root);
-  return root;
+  return responsiveChart((width) => scoreParts(res, value, width));
 }
 
 /** Where `v` falls on the chart's bin axis: bin index plus the fraction of the way through it. */
