@@ -186,6 +186,12 @@ def check_at_least(value: float | None, minimum: float, option: str) -> None:
         raise UsageError(f"{option} must be at least {minimum}; got {value}")
 
 
+def check_minimums(args: argparse.Namespace, minimums: dict[str, float]) -> None:
+    """``check_at_least`` for each option ``--name`` of ``{"name": minimum}`` that ``args`` holds."""
+    for dest, minimum in minimums.items():
+        check_at_least(getattr(args, dest), minimum, "--" + dest.replace("_", "-"))
+
+
 def check_suffix(path: str, suffixes: tuple[str, ...], option: str) -> None:
     """UsageError naming ``option`` unless ``path`` ends in one of ``suffixes``: the suffix picks the
     file format, so a wrong one is caught before any work is done."""

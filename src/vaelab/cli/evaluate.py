@@ -11,7 +11,7 @@ from typing import Any
 from vaelab.cli.common import (
     add_command,
     add_model_command,
-    check_at_least,
+    check_minimums,
     load_model_and_data,
     model_data_config,
     writing,
@@ -137,13 +137,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from vaelab.evaluation import EvaluationOptions, evaluate_model, in_memory, write_report
     from vaelab.evaluation.tables import render_report
 
-    for value, minimum, option in (
-        (args.iw_samples, 1, "--iw-samples"),
-        (args.n_samples, 4, "--n-samples"),
-        (args.subset, 1, "--subset"),
-        (args.batch_size, 1, "--batch-size"),
-    ):
-        check_at_least(value, minimum, option)
+    check_minimums(args, {"iw_samples": 1, "n_samples": 4, "subset": 1, "batch_size": 1})
     if args.inception_weights and not Path(args.inception_weights).is_file():
         raise MissingFileError(f"--inception-weights {args.inception_weights} does not exist")
     progress = not args.no_progress

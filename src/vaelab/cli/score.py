@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vaelab.cli.common import (
     add_model_command,
-    check_at_least,
+    check_minimums,
     check_suffix,
     load_model,
     model_data_config,
@@ -103,13 +103,7 @@ def run_score(args: argparse.Namespace) -> int:
     from vaelab.evaluation.ood.scores import Scorer
 
     names = score_names(args.score)
-    for value, minimum, option in (
-        (args.iw_samples, 1, "--iw-samples"),
-        (args.count, 1, "--count"),
-        (args.batch_size, 1, "--batch-size"),
-        (args.regret_steps, 0, "--regret-steps"),
-    ):
-        check_at_least(value, minimum, option)
+    check_minimums(args, {"iw_samples": 1, "count": 1, "batch_size": 1, "regret_steps": 0})
     if not 0.0 < args.fpr < 1.0:
         raise UsageError(f"--fpr must lie strictly between 0 and 1; got {args.fpr}")
     check_suffix(args.out, (".csv", ".jsonl"), "--out")
