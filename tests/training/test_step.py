@@ -10,7 +10,7 @@ from vaelab.config import load_config
 from vaelab.models import VAE
 from vaelab.objectives import build_objective
 from vaelab.perf import count_flops, cpu_features, matmul_peak
-from vaelab.training.step import amp_settings, build_step, step_flops
+from vaelab.training.step import amp_settings, build_step, resolve_precision, step_flops
 from vaelab.training.trainer import build_optimizer
 
 CONV = [
@@ -102,6 +102,23 @@ def test_compiled_step_is_one_graph_even_on_a_cold_kl_dispatch():
         step(x)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [({}, "fp32"), ({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16")]
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_fast(monkeypatch, flags, expected):
+    from vaelab import perf
+
+    monkeypatch.setattr(perf, "cpu_features", lambda: {f: f in flags for f in perf.MATMUL_CPU_FEATURES})
+    assert resolve_precision("auto", "cpu") == expected
+    assert amp_settings("auto", "cpu") == amp_settings(expected, "cpu")
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    config, model, _ = _setup(*MLP, "train.precision=auto")
+    assert (
+        step_flops(model, build_objective(config.objective), config.train, torch.device("cpu")).precision
+        == expected
+    )
 
 
 def test_fp16_needs_cuda_and_bf16_needs_no_loss_scaling():

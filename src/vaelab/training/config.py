@@ -25,8 +25,9 @@ class TrainConfig(BaseModel):
     fused_optimizer: bool = True
     # fp32, or bf16 autocast for the forward and backward pass (weights, optimiser and every
     # reported number stay fp32). bf16 pays off on CPUs with AVX512-BF16 or AMX and on recent GPUs.
-    # fp16 (CUDA only) autocasts to float16 and scales the loss (torch.amp.GradScaler).
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # fp16 (CUDA only) autocasts to float16 and scales the loss (torch.amp.GradScaler). auto: bf16
+    # where it is fast, fp32 elsewhere (on an AVX2-only CPU bf16 is emulated and ~15x slower).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     # torch.compile the forward pass and the objective (inductor; CPUs too; the backward is compiled
     # with it): fuses the small element-wise ops around the matmuls. Costs ~10-60 s of compilation.
     compile: bool = False

@@ -20,6 +20,7 @@ from vaelab.runtime import environment
 from vaelab.training import distributed as D
 from vaelab.training.checkpoint import CHECKPOINT_NAME, Checkpoint
 from vaelab.training.run_config import RunConfig, dump_config
+from vaelab.training.step import resolve_precision
 
 Dataset = ImageDataset | PackedDataset
 
@@ -150,6 +151,7 @@ def start_run_dir(
         val_images=len(val_set),
         world_size=ctx.world_size,
         device=str(ctx.device),
+        precision=resolve_precision(config.train.precision, ctx.device),  # what auto became here
         environment=environment(),
     )
     if saved is not None:

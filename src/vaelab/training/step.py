@@ -5,6 +5,8 @@ the step users train with.
 
 - ``precision``: ``bf16`` autocasts the forward and backward matmuls/convolutions to bfloat16 (CPU
   with AVX512-BF16 or AMX, recent GPUs); bf16 has fp32's exponent range, so no loss scaling.
+  ``auto`` is bf16 where bf16 matmuls are fast and fp32 elsewhere (an AVX2-only CPU emulates bf16),
+  so one config runs at its best on every machine.
   ``fp16`` (CUDA only) also autocasts, and scales the loss with :class:`torch.amp.GradScaler` so
   small gradients do not flush to zero in fp16 (Micikevicius et al. 2018, "Mixed precision
   training"); a step whose gradients overflowed is skipped and the scale lowered. Weights, Adam's
@@ -39,9 +41,31 @@ class AmpSettings:
     grad_scaling: bool
 
 
+def fast_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 matmuls are fast on ``device``: a GPU that supports them, or a CPU with AVX512-BF16
+    or AMX. Elsewhere (AVX2 CPUs) PyTorch emulates them, and bf16 training runs ~15x slower than fp32."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind == "cpu":
+        from vaelab.perf import cpu_features
+
+        flags = cpu_features()
+        return flags["avx512_bf16"] or flags["amx_bf16"]
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``precision`` as it runs on ``device``: ``auto`` is bf16 where :func:`fast_bf16`, else fp32."""
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return precision
+
+
 def amp_settings(precision: str, device: torch.device | str) -> AmpSettings:
     """Autocast dtype and loss scaling for ``precision`` on ``device``; an unsupported pair is an error."""
     kind = torch.device(device).type
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return AmpSettings(None, False)
     if precision == "bf16":
@@ -52,7 +76,7 @@ def amp_settings(precision: str, device: torch.device | str) -> AmpSettings:
                 f"train.precision=fp16 needs a CUDA GPU (this run is on {kind}); use bf16 on a CPU"
             )
         return AmpSettings(torch.float16, True)
-    raise ValueError(f"train.precision must be fp32, bf16 or fp16; got {precision!r}")
+    raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16; got {precision!r}")
 
 
 def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -193,4 +217,5 @@ def step_flops(model: nn.Module, objective: Callable, config: TrainConfig, devic
         loss.backward()
 
     per_image = count_flops(fwd_bwd) / config.batch_size
-    return StepFlops(per_image, matmul_peak(config.precision, device), config.precision)
+    precision = resolve_precision(config.precision, device)
+    return StepFlops(per_image, matmul_peak(precision, device), precision)
