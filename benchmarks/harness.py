@@ -135,21 +135,6 @@ def report(name: str, argv: list[str], settings: dict[str, Any], seed: int, resu
     }
 
 
-def run(name: str, settings: dict[str, Any], seed: int = 0, threads: int | None = None) -> Any:
-    """Benchmark ``name`` with ``settings`` (its parameters), every random generator seeded first."""
-    import torch
-
-    from vaelab.runtime import seed_everything
-
-    fn = registry()[name]
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(seed)
-    if "seed" in inspect.signature(fn).parameters:
-        settings = {**settings, "seed": seed}
-    return fn(**settings)
-
-
 def _add_option(parser: argparse.ArgumentParser, param: inspect.Parameter, hint: Any) -> None:
     """The command-line option of one benchmark parameter, read off its type and default: ``steps: int =
     20`` is ``--steps N``, a ``tuple`` takes several values, a ``Literal`` gives choices, a ``bool`` is a
@@ -197,11 +182,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one benchmark, print its report and write it to ``--out``; 1 when a result says it failed."""
+    """Run one benchmark, every random generator seeded first, print its report and write it to
+    ``--out``; 1 when a result says it failed."""
+    import torch
+
+    from vaelab.runtime import seed_everything
+
     argv = sys.argv[1:] if argv is None else list(argv)
     options = vars(parser().parse_args(argv))
     name, seed, threads, out = (options.pop(key) for key in ("benchmark", "seed", "threads", "out"))
-    results = run(name, options, seed, threads)
+    fn = registry()[name]
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    results = fn(**options, **({"seed": seed} if "seed" in inspect.signature(fn).parameters else {}))
     text = json.dumps(report(name, argv, options, seed, results), indent=2, default=str)
     print(text)
     if out:
