@@ -1,9 +1,10 @@
 """The one harness every benchmark runs in: a registry, one argument parser, one timing utility, one report.
 
 A benchmark is a typed function decorated with :func:`benchmark`: its docstring is its help, its
-parameters its options (:func:`_add_option`). The harness adds ``--seed``, ``--threads`` and ``--out
-FILE`` and prints one JSON object (:func:`report`); a result with ``"passed": false`` makes the command
-exit with status 1. Timings: untimed warm-up calls, then timed repeats, summarised by median and IQR.
+parameters its options. Each also takes ``--seed`` (seeding every generator), ``--threads`` and ``--out
+FILE`` and prints one JSON object: name, command, machine, date, seed, settings, results; a result with
+``"passed": false`` exits with status 1. Timings: warm-up calls first, untimed, then timed repeats,
+summarised by their median and interquartile range.
 """
 
 from __future__ import annotations

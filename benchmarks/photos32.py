@@ -4,7 +4,6 @@ latent size and budget, and the lossless codecs whose bits/dim a likelihood mode
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import statistics
@@ -20,6 +19,7 @@ import torch
 
 from benchmarks.harness import REPO, STDERR, benchmark, evaluate, in_subprocess, train_cli
 from benchmarks.quality import feature_space
+from vaelab.cli.common import saved_data_config
 from vaelab.data import DataConfig, to_float
 from vaelab.evaluation import compare_features, psnr, ssim
 from vaelab.evaluation.features import FeatureSpace
@@ -92,7 +92,7 @@ def peer(
     from vaelab.io.images import interleave_rows, save_grid
 
     model = VAE.from_pretrained(run, device="cpu").eval()
-    saved = json.loads((run / "model" / "config.json").read_text())["data"]
+    saved = saved_data_config(run)
     with tempfile.TemporaryDirectory() as tmp:
         options = {"data": path, "minutes": minutes, "latent": model.latent_dim, "samples": samples}
         pythae_train, pythae_images = train_pythae(Path(tmp) / "pythae.npz", seed=seed, **options)

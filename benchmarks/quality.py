@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.harness import benchmark, evaluate, train_in_process
+from vaelab.cli.common import saved_data_config
 from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
 from vaelab.config import load_config
 from vaelab.data import DataConfig, load_dataset, to_float
@@ -38,9 +39,8 @@ def feature_space(data: DataConfig, epochs: int | None = None) -> tuple[Any, Any
     """The train and test splits in memory and the feature space of ``vaelab evaluate`` for them: the
     classifier it trains (for ``epochs``, else its default) once per dataset and caches."""
     train, test = (in_memory(load_dataset(data, split, progress=False)) for split in ("train", "test"))
-    net = None
-    if epochs:
-        net = FeatureNetConfig(image_shape=train.image_shape, num_classes=train.num_classes, epochs=epochs)
+    shape = {"image_shape": train.image_shape, "num_classes": train.num_classes}
+    net = FeatureNetConfig(**shape, epochs=epochs) if epochs else None
     space = load_feature_space(in_memory(train, FEATURE_TRAIN_LIMIT), test, config=net)
     return train, test, space
 
@@ -136,13 +136,12 @@ def sample_sweep(
     to the top latent's posterior means (--via-disk: saved and read back as `vaelab sample --prior gmm`)."""
     model_dir = resolve_model_dir(model)
     vae = VAE.from_pretrained(model_dir).eval()
-    data = DataConfig.model_validate(json.loads((model_dir / "config.json").read_text()).get("data") or {})
+    data = DataConfig.model_validate(saved_data_config(model_dir))
     train_set, test_set, space = feature_space(data)
     real, prior_of, gmm = space.embed(test_set.images), {"standard_normal": None}, {}
     if "gmm" in priors:
-        start = time.perf_counter()
         prior = fit_prior(vae, to_float(train_set.images), "gmm", {"components": components}, seed=seed)
-        gmm = {"components": components, "covariance": "full", "fit_seconds": time.perf_counter() - start}
+        gmm = {"components": components, "covariance": "full", "fit_seconds": prior.info["fit_seconds"]}
         if via_disk:
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copytree(model_dir, Path(tmp) / "model")
