@@ -1,12 +1,9 @@
 """The one harness every benchmark runs in: a registry, one argument parser, one timing utility, one report.
 
-A benchmark is a typed function decorated with :func:`benchmark`; its docstring is its help and its
-parameters its options (``steps: int = 20`` is ``--steps N``, a ``tuple`` takes several values, a
-``Literal`` gives choices, a ``bool`` is a ``--x/--no-x`` switch, no default makes it positional,
-``overrides`` is the repeatable ``--set KEY=VALUE`` of ``vaelab train``). The harness adds ``--seed``
-(seeding every generator; a ``seed`` parameter receives it), ``--threads`` and ``--out FILE`` and prints
-one JSON object: name, command, machine, date, seed, settings, results. A result with ``"passed":
-false`` makes the command exit with status 1. Timings: warm-up calls first, untimed, then timed repeats,
+A benchmark is a typed function decorated with :func:`benchmark`: its docstring is its help, its
+parameters its options. Each also takes ``--seed`` (seeding every generator), ``--threads`` and ``--out
+FILE`` and prints one JSON object: name, command, machine, date, seed, settings, results; a result with
+``"passed": false`` exits with status 1. Timings: warm-up calls first, untimed, then timed repeats,
 summarised by their median and interquartile range.
 """
 
@@ -29,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 # The modules whose benchmarks `python -m benchmarks` runs, in the order its help lists them.
@@ -64,12 +63,8 @@ class Timing:
         return statistics.median(self.wall)
 
     def quantile(self, q: float) -> float:
-        """The ``q`` quantile of the wall times, interpolated between its two neighbours (numpy's way)."""
-        ordered = sorted(self.wall)
-        position = q * (len(ordered) - 1)
-        low = int(position)
-        high = min(low + 1, len(ordered) - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+        """The ``q`` quantile of the wall times, interpolated between its two neighbours."""
+        return float(np.quantile(self.wall, q))
 
     @property
     def iqr(self) -> float:
@@ -79,11 +74,9 @@ class Timing:
         """Median, interquartile range, extremes, the CPU time's median and every repeat, in ``unit``."""
         k = 1e3 if unit == "ms" else 1.0
         figures = {"median": self.median, "iqr": self.iqr, "min": min(self.wall), "max": max(self.wall)}
-        figures = {f"{key}_{unit}": value * k for key, value in figures.items()}
-        return figures | {
-            f"cpu_median_{unit}": statistics.median(self.cpu) * k,
-            f"each_{unit}": [t * k for t in self.wall],
-        }
+        figures["cpu_median"] = statistics.median(self.cpu)
+        scaled = {f"{key}_{unit}": value * k for key, value in figures.items()}
+        return scaled | {f"each_{unit}": [t * k for t in self.wall]}
 
 
 def round_robin(
@@ -102,18 +95,17 @@ def round_robin(
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    wall: dict[str, list[float]] = {name: [] for name in fns}
-    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    timings = {name: Timing([], []) for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start, start_cpu = clock(), cpu_clock()
             for _ in range(number):
                 fn()
-            wall[name].append((clock() - start) / number)
-            cpu[name].append((cpu_clock() - start_cpu) / number)
+            timings[name].wall.append((clock() - start) / number)
+            timings[name].cpu.append((cpu_clock() - start_cpu) / number)
         if after_round is not None:
             after_round()
-    return {name: Timing(wall[name], cpu[name]) for name in fns}
+    return timings
 
 
 def measure(
@@ -144,23 +136,10 @@ def report(name: str, argv: list[str], settings: dict[str, Any], seed: int, resu
     }
 
 
-def run(name: str, settings: dict[str, Any], seed: int = 0, threads: int | None = None) -> Any:
-    """Benchmark ``name`` with ``settings`` (its parameters), every random generator seeded first."""
-    import torch
-
-    from vaelab.runtime import seed_everything
-
-    fn = registry()[name]
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(seed)
-    if "seed" in inspect.signature(fn).parameters:
-        settings = {**settings, "seed": seed}
-    return fn(**settings)
-
-
 def _add_option(parser: argparse.ArgumentParser, param: inspect.Parameter, hint: Any) -> None:
-    """The command-line option of one benchmark parameter, read off its type and default."""
+    """The command-line option of one benchmark parameter, read off its type and default: ``steps: int =
+    20`` is ``--steps N``, a ``tuple`` takes several values, a ``Literal`` gives choices, a ``bool`` is a
+    ``--x/--no-x`` switch, no default makes it positional, ``overrides`` is ``vaelab train``'s ``--set``."""
     if param.name == "overrides":
         text = "a config override, as for vaelab train (repeatable)"
         parser.add_argument(
@@ -186,18 +165,13 @@ def _add_option(parser: argparse.ArgumentParser, param: inspect.Parameter, hint:
 
 def parser() -> argparse.ArgumentParser:
     """``python -m benchmarks NAME [options]``, one sub-command per registered benchmark."""
-    top = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    raw = argparse.RawDescriptionHelpFormatter
+    top = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=raw)
     names = top.add_subparsers(dest="benchmark", required=True, metavar="NAME", title="benchmarks")
     for name, fn in registry().items():
         doc = inspect.getdoc(fn) or name
-        sub = names.add_parser(
-            name,
-            help=doc.split("\n\n")[0].replace("\n", " "),
-            description=doc,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        summary = doc.split("\n\n")[0].replace("\n", " ")
+        sub = names.add_parser(name, help=summary, description=doc, formatter_class=raw)
         hints = typing.get_type_hints(fn)
         for param in inspect.signature(fn).parameters.values():
             if param.name != "seed":
@@ -209,11 +183,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one benchmark, print its report and write it to ``--out``; 1 when a result says it failed."""
+    """Run one benchmark, every random generator seeded first, print its report and write it to
+    ``--out``; 1 when a result says it failed."""
+    import torch
+
+    from vaelab.runtime import seed_everything
+
     argv = sys.argv[1:] if argv is None else list(argv)
     options = vars(parser().parse_args(argv))
     name, seed, threads, out = (options.pop(key) for key in ("benchmark", "seed", "threads", "out"))
-    results = run(name, options, seed, threads)
+    fn = registry()[name]
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    results = fn(**options, **({"seed": seed} if "seed" in inspect.signature(fn).parameters else {}))
     text = json.dumps(report(name, argv, options, seed, results), indent=2, default=str)
     print(text)
     if out:

@@ -4,7 +4,6 @@ latent size and budget, and the lossless codecs whose bits/dim a likelihood mode
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import statistics
@@ -20,6 +19,7 @@ import torch
 
 from benchmarks.harness import REPO, STDERR, benchmark, evaluate, in_subprocess, train_cli
 from benchmarks.quality import feature_space
+from vaelab.cli.common import saved_data_config
 from vaelab.data import DataConfig, to_float
 from vaelab.evaluation import compare_features, psnr, ssim
 from vaelab.evaluation.features import FeatureSpace
@@ -92,7 +92,7 @@ def peer(
     from vaelab.io.images import interleave_rows, save_grid
 
     model = VAE.from_pretrained(run, device="cpu").eval()
-    saved = json.loads((run / "model" / "config.json").read_text())["data"]
+    saved = saved_data_config(run)
     with tempfile.TemporaryDirectory() as tmp:
         options = {"data": path, "minutes": minutes, "latent": model.latent_dim, "samples": samples}
         pythae_train, pythae_images = train_pythae(Path(tmp) / "pythae.npz", seed=seed, **options)
@@ -219,20 +219,16 @@ def sharp(
     sides = {"sharp": [], "twin": ["objective.name=elbo"]}
     budget = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.image_every=100000"]
     keep = ("elbo", "log_likelihood", "reconstruction", "sample_quality", "sample_sharpness")
+    scoring = [f"--iw-samples={iw_samples}", f"--n-samples={n_samples}"]
     out: dict[str, Any] = {"config": config, "dataset": dataset, "minutes": minutes}
     with tempfile.TemporaryDirectory(prefix="sharp-") as tmp:
         for side, extra in sides.items():
             run = (runs or Path(tmp)) / side
             sets = [f"--set={s}" for s in [*budget, *overrides, *extra]]
             training = train_cli(run, "--config", config, "--dataset", dataset, *sets)
-            report = evaluate(
-                run, "--dataset", dataset, f"--iw-samples={iw_samples}", f"--n-samples={n_samples}"
-            )
-            out[side] = {"overrides": [*overrides, *extra], "training": training} | {
-                k: report.get(k) for k in keep
-            }
-    hf = {side: out[side]["reconstruction"]["hf_power_ratio"] for side in sides}
-    fd = {side: out[side]["sample_quality"].get("frechet_distance") for side in sides}
-    psnr = {side: out[side]["reconstruction"]["psnr"] for side in sides}
-    out["summary"] = {"hf_power_ratio": hf, "frechet_distance": fd, "psnr": psnr}
+            report = evaluate(run, "--dataset", dataset, *scoring)
+            out[side] = {"overrides": [*overrides, *extra], "training": training}
+            out[side] |= {k: report.get(k) for k in keep}
+    parts = dict(hf_power_ratio="reconstruction", frechet_distance="sample_quality", psnr="reconstruction")
+    out["summary"] = {key: {side: out[side][part].get(key) for side in sides} for key, part in parts.items()}
     return out

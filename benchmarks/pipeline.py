@@ -17,6 +17,11 @@ from benchmarks.harness import benchmark, in_subprocess, train_cli, train_in_pro
 from benchmarks.speed import SEED_CONFIG, build_model, switches
 from vaelab.config import load_config
 from vaelab.data import DataConfig, DataError, PackWriter, batches, load_dataset, to_float
+from vaelab.evaluation import evaluate_elbo
+from vaelab.objectives import build_objective
+from vaelab.perf import flush_denormals
+from vaelab.runtime import derive_seed, peak_rss_mb
+from vaelab.training import prepare_data
 
 
 @benchmark
@@ -61,12 +66,6 @@ def interleaved_epochs(
     variant: str, epochs: int, config: str, overrides: list[str], threads: int
 ) -> dict[str, Any]:
     """One variant against the DataLoader pipeline, in this process: epoch times and both test -ELBOs."""
-    from vaelab.evaluation import evaluate_elbo
-    from vaelab.objectives import build_objective
-    from vaelab.perf import flush_denormals
-    from vaelab.runtime import derive_seed, peak_rss_mb
-    from vaelab.training import prepare_data
-
     torch.set_num_threads(threads)
     c = load_config(config, [f"train.epochs={epochs}", "train.device=cpu", *overrides, *switches(variant)])
     test, (train_set, val_set) = load_dataset(c.data, "test", progress=False), prepare_data(c, progress=False)

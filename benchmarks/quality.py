@@ -14,12 +14,18 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import REPO, benchmark, evaluate, train_in_process
+from benchmarks.harness import benchmark, evaluate, train_in_process
+from vaelab.cli.common import saved_data_config
+from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
 from vaelab.config import load_config
 from vaelab.data import DataConfig, load_dataset, to_float
 from vaelab.evaluation import compare_features, in_memory
+from vaelab.evaluation.coverage import predicted_classes
+from vaelab.evaluation.disentanglement import mutual_information_gap
 from vaelab.evaluation.features import FeatureNetConfig, FeatureSpace, load_feature_space
 from vaelab.generation import encode_mean, sample
+from vaelab.generation.conditional import balanced_labels
+from vaelab.generation.priors import fit_prior, load_prior, save_prior
 from vaelab.models import VAE, resolve_model_dir
 
 # Published test NLLs on MNIST with dynamic binarisation, K = 5000 (Burda et al. 2015, table 1).
@@ -32,12 +38,9 @@ BURDA_2015 = {
 def feature_space(data: DataConfig, epochs: int | None = None) -> tuple[Any, Any, FeatureSpace]:
     """The train and test splits in memory and the feature space of ``vaelab evaluate`` for them: the
     classifier it trains (for ``epochs``, else its default) once per dataset and caches."""
-    from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
-
     train, test = (in_memory(load_dataset(data, split, progress=False)) for split in ("train", "test"))
-    net = None
-    if epochs:
-        net = FeatureNetConfig(image_shape=train.image_shape, num_classes=train.num_classes, epochs=epochs)
+    shape = {"image_shape": train.image_shape, "num_classes": train.num_classes}
+    net = FeatureNetConfig(**shape, epochs=epochs) if epochs else None
     space = load_feature_space(in_memory(train, FEATURE_TRAIN_LIMIT), test, config=net)
     return train, test, space
 
@@ -49,12 +52,10 @@ def feature_references(dataset: str = "mnist", n: int = 10_000, seed: int = 0) -
     train_set, test_set, space = feature_space(DataConfig(name=dataset))
     real = space.embed(test_set.images)
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n]
-    radius = 3  # a separable Gaussian of sigma 1 px, cut at 3 sigma, zero padding
-    g = torch.exp(-(torch.arange(-radius, radius + 1.0) ** 2) / 2)
-    blurred, c = test_set.images.float(), test_set.images.shape[1]
-    for kernel, pad in ((g.view(1, 1, -1, 1), (radius, 0)), (g.view(1, 1, 1, -1), (0, radius))):
-        blurred = F.conv2d(blurred, (kernel / g.sum()).expand(c, -1, -1, -1), padding=pad, groups=c)
-    fakes = {"training_images": train_set.images[pick], "blurred_test_images": blurred.round().clamp(0, 255)}
+    g, c = torch.exp(-(torch.arange(-3, 4.0) ** 2) / 2), test_set.images.shape[1]  # sigma 1 px, cut at 3
+    kernel = (g[:, None] * g / g.sum() ** 2).expand(c, 1, 7, 7)  # zero padding
+    blurred = F.conv2d(test_set.images.float(), kernel, padding=3, groups=c).round().clamp(0, 255)
+    fakes = {"training_images": train_set.images[pick], "blurred_test_images": blurred}
     scores = {name: compare_features(real, space.embed(x.byte()), seed=seed) for name, x in fakes.items()}
     return {"feature_space": space.describe(), **scores}
 
@@ -133,17 +134,14 @@ def sample_sweep(
     """Sample quality of a trained model per prior and temperature (a number, or one per layer, top first,
     comma-separated): FD, precision and recall of --n samples against the test split; gmm is a GMM fitted
     to the top latent's posterior means (--via-disk: saved and read back as `vaelab sample --prior gmm`)."""
-    from vaelab.generation.priors import fit_prior, load_prior, save_prior
-
     model_dir = resolve_model_dir(model)
     vae = VAE.from_pretrained(model_dir).eval()
-    data = DataConfig.model_validate(json.loads((model_dir / "config.json").read_text()).get("data") or {})
+    data = DataConfig.model_validate(saved_data_config(model_dir))
     train_set, test_set, space = feature_space(data)
     real, prior_of, gmm = space.embed(test_set.images), {"standard_normal": None}, {}
     if "gmm" in priors:
-        start = time.perf_counter()
         prior = fit_prior(vae, to_float(train_set.images), "gmm", {"components": components}, seed=seed)
-        gmm = {"components": components, "covariance": "full", "fit_seconds": time.perf_counter() - start}
+        gmm = {"components": components, "covariance": "full", "fit_seconds": prior.info["fit_seconds"]}
         if via_disk:
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copytree(model_dir, Path(tmp) / "model")
@@ -173,22 +171,18 @@ def control_conditional(
 ) -> dict[str, Any]:
     """Conditional MNIST: is a sample the class asked for? configs/cvae.yaml's samples of each class,
     classified by the feature net of `vaelab evaluate`; --save keeps the run."""
-    from vaelab.generation.conditional import balanced_labels
+    from benchmarks.guidance import _model  # guidance imports this module
 
-    sets = [f"train.epochs={epochs}", f"model.latent_dim={latent_dim}", f"train.seed={seed}", *overrides]
-    config = load_config(REPO / "configs" / "cvae.yaml", sets)
-    result, train_seconds = train_in_process(config, save)
-    k = result.model.num_classes
-    _, _, space = feature_space(DataConfig(name=config.data.name))
-    labels = balanced_labels(per_class * k, list(range(k)))
-    images = sample(result.model, len(labels), temperature=1.0, seed=seed, labels=labels)
-    with torch.inference_mode():
-        pred = torch.cat([space.net(images[i : i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
-    per = {str(c): float((pred[labels == c] == c).float().mean()) for c in range(k)}
+    vae, data, made = _model(None, epochs, (f"model.latent_dim={latent_dim}", *overrides), save, seed)
+    _, _, space = feature_space(DataConfig(name=data.name))
+    labels = balanced_labels(per_class * vae.num_classes, list(range(vae.num_classes)))
+    images = sample(vae, len(labels), temperature=1.0, seed=seed, labels=labels)
+    pred = predicted_classes(space, space.embed(images))
+    per = {str(c): float((pred[labels == c] == c).float().mean()) for c in range(vae.num_classes)}
     return {
         "config": f"configs/cvae.yaml, latent_dim={latent_dim}, {epochs} epochs",
-        "train_seconds": train_seconds,
-        "val_elbo": result.history[-1]["val_elbo"],
+        "train_seconds": made["train_seconds"],
+        "val_elbo": made["val_elbo"],
         "classifier": space.describe(),
         "accuracy_per_class": per,
         "min_class_accuracy": min(per.values()),
@@ -207,8 +201,6 @@ def control_mig(
 ) -> dict[str, Any]:
     """Does beta-TCVAE (beta 6, mss) disentangle more than a plain VAE? The MIG of dsprites' test posterior
     means after training one MLP with each objective; --save keeps the runs."""
-    from vaelab.evaluation.disentanglement import mutual_information_gap
-
     base = ["data.name=dsprites", "model.latent_dim=10", "train.lr=1e-3", "train.image_every=1000"]
     base += ["model.encoder.hidden_dims=[512,256]", "model.decoder.hidden_dims=[256,512]"]
     base += [f"train.max_steps={steps}", "train.epochs=1000", f"train.batch_size={batch_size}"]

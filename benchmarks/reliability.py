@@ -25,11 +25,20 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
 
 from benchmarks.harness import REPO, benchmark, measure, train_in_process
 from benchmarks.speed import SEED_CONFIG, build_model
+from vaelab.cli import main
 from vaelab.config import load_config
 from vaelab.data import load_dataset
+from vaelab.data.synthetic import quadrant_squares
+from vaelab.evaluation import evaluate_elbo
+from vaelab.io.metrics import STEPS_NAME, read_metrics
+from vaelab.models import VAE
+from vaelab.training import PoisonedWeightsError, load_checkpoint, prepare_data
 
 GUARDS = ["train.skip_nonfinite=true", "train.grad_clip=200", "train.skip_threshold=5000"]
 GUARDS += ["train.lr_warmup_steps=500", "train.kl_anneal=linear", "train.kl_anneal_steps=2000"]
@@ -65,8 +74,6 @@ def stability(
     """Do the guards (docs/training.md) save a run at --lr? The seed MLP as published (reference), and at
     --lr without (unguarded) and with them (guarded): how each ended (a non-finite weight or a training
     -ELBO past 10^4 nats is a divergence) and the test -ELBO of those that completed."""
-    from vaelab.training import prepare_data
-
     base = [f"train.epochs={epochs}", "train.device=cpu", "train.grid_samples=16", "train.image_every=1000"]
     base += ["train.grid_reconstructions=8", *overrides]
     settings = {
@@ -82,12 +89,6 @@ def stability(
 
 def guarded_run(overrides: list[str], data: Any, test: Any, run_dir: Path) -> dict[str, Any]:
     """Train one case and say how it ended: completed (with its test -ELBO) or diverged, and why."""
-    import torch
-
-    from vaelab.evaluation import evaluate_elbo
-    from vaelab.io.metrics import read_metrics
-    from vaelab.training import PoisonedWeightsError
-
     error, start = None, time.perf_counter()
     try:
         result, _ = train_in_process(load_config(SEED_CONFIG, overrides), run_dir, data=data)
@@ -126,10 +127,6 @@ def bad_inputs() -> dict[str, Any]:
 
 def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
     """Break one thing at a time, hand it to ``vaelab``, record what it said, and put the thing back."""
-    from PIL import Image
-
-    from vaelab.cli import main
-
     rows: list[dict[str, Any]] = []
     tiny = ["--epochs=1", "--no-progress", "--device=cpu", "--set=model.encoder.hidden_dims=[16]"]
     tiny += ["--set=model.decoder.hidden_dims=[16]"]
@@ -145,9 +142,9 @@ def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
         if nothing_lost is not None:
             rows[-1]["nothing_lost"] = bool(nothing_lost())
 
-    def broken(path: Path, content: bytes, name: str, args: list[Any], check: Any = None) -> None:
+    def broken(path: Path, edit: Callable[[bytes], bytes], name: str, args: list, check: Any = None) -> None:
         saved = path.read_bytes()
-        path.write_bytes(content)
+        path.write_bytes(edit(saved))
         record(name, args, check)
         path.write_bytes(saved)
 
@@ -164,16 +161,14 @@ def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
     assert main(["train", "--dataset", str(good), "--run-dir", str(run_dir), *tiny]) == 0
     ckpt, weights, cfg = run_dir / "checkpoint.pt", model / "model.safetensors", model / "config.json"
     resume, sample = ["train", "--resume", run_dir], ["sample", model, "--out", tmp / "s.npz"]
-    payload = pickle.dumps({"version": 1, "model": Payload()})
+    payload, half = pickle.dumps({"version": 1, "model": Payload()}), lambda b: b[: len(b) // 2]
     name = "checkpoint carrying a pickle payload (would create a file)"
-    broken(ckpt, payload, name, resume, lambda: not (tmp / "pwned").exists())
-    broken(ckpt, ckpt.read_bytes()[: ckpt.stat().st_size // 2], "truncated checkpoint", resume)
-    half = weights.read_bytes()[: weights.stat().st_size // 2]
+    broken(ckpt, lambda _: payload, name, resume, lambda: not (tmp / "pwned").exists())
+    broken(ckpt, half, "truncated checkpoint", resume)
     broken(weights, half, "truncated safetensors weights", sample)
-    flipped = bytearray(weights.read_bytes())
-    flipped[-3] ^= 0x10
-    broken(weights, bytes(flipped), "altered safetensors weights (one bit flipped)", sample)
-    wrong_type = cfg.read_text().replace('"latent_dim": 32', '"latent_dim": "big"').encode()
+    flip = lambda b: b[:-3] + bytes([b[-3] ^ 0x10]) + b[-2:]  # noqa: E731
+    broken(weights, flip, "altered safetensors weights (one bit flipped)", sample)
+    wrong_type = lambda b: b.replace(b'"latent_dim": 32', b'"latent_dim": "big"')  # noqa: E731
     broken(cfg, wrong_type, "model config.json with a wrong type", sample)
     train = ["train", "--dataset", good, "--run-dir"]
     record("config value of the wrong type", [*train, tmp / "x1", "--set=train.epochs=many"])
@@ -195,11 +190,7 @@ def bad_input_cases(tmp: Path) -> list[dict[str, Any]]:
     }.items():
         slug = name.replace(" ", "_")
         record(name, ["train", "--dataset", npz(slug, array), "--run-dir", tmp / slug, *tiny])
-
-    def full_disk(*args: Any, **kwargs: Any) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with mock.patch("torch.save", full_disk):
+    with mock.patch("torch.save", side_effect=OSError(errno.ENOSPC, "No space left on device")):
         still_samples = lambda: main(["sample", str(run_dir), "--out", str(tmp / "after.npz")]) == 0  # noqa: E731
         record("full disk while saving a checkpoint", [*resume, "--epochs=2", "--no-progress"], still_samples)
     return rows
@@ -254,7 +245,6 @@ def wait_until_up(client: Any, server: subprocess.Popen, seconds: float = 120) -
 
 def request_latencies(client: Any, model: dict[str, Any], requests: int, warmup: int) -> dict[str, Any]:
     """Milliseconds per request (sent to JSON parsed, in this process) for one served model."""
-    from PIL import Image
 
     def post(path: str, body: dict[str, Any]) -> None:
         response = client.post(f"/api/models/{model['id']}/{path}", json=body)
@@ -284,8 +274,6 @@ def count_lines(path: Path) -> int:
 
 def make_data(path: Path) -> Path:
     """2,400 synthetic 12x12 images (bright squares on noise), so the experiment needs no downloads."""
-    from vaelab.data.synthetic import quadrant_squares
-
     images, labels = quadrant_squares(2400, 12, 0)
     np.savez(path, images=images, labels=labels)
     return path
@@ -311,8 +299,6 @@ def run_child(args: list[str], step_log: Path) -> subprocess.Popen:
 
 def checkpoint_step(run_dir: Path) -> int | None:
     """The step in the run's checkpoint, loaded the safe way; raises if the file is corrupt."""
-    from vaelab.training import load_checkpoint
-
     path = run_dir / "checkpoint.pt"
     return int(load_checkpoint(path)["step"]) if path.exists() else None
 
@@ -336,12 +322,6 @@ def fault_injection(
     that at most --checkpoint-every steps are lost per kill, and that the final weights (and the per-step
     log of objectives that keep one, e.g. --set objective.name=adversarial) equal those of an
     uninterrupted run with the same seed (a small MLP on synthetic 12x12 images, CPU)."""
-    import torch
-    from safetensors.torch import load_file
-
-    from vaelab.io.metrics import STEPS_NAME, read_metrics
-    from vaelab.models import VAE
-
     rnd, every = random.Random(seed), checkpoint_every
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)

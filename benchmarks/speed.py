@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import profiler
 
 from benchmarks.harness import REPO, benchmark, measure, round_robin, train_cli, usable_cores
 from vaelab.config import RunConfig, load_config
@@ -22,6 +23,7 @@ from vaelab.data import batches, load_dataset, to_float
 from vaelab.evaluation import iw_log_likelihood_batch
 from vaelab.generation import sample
 from vaelab.models import VAE
+from vaelab.models.parts.layers import gemm_weight_grad
 from vaelab.objectives import build_objective
 from vaelab.perf import DTYPES, count_flops, matmul_peak
 from vaelab.runtime import seed_everything
@@ -141,9 +143,7 @@ def time_steps(sides: dict[str, Side], rounds: int, steps: int, warmup: int) -> 
 
 def top_ops(step: Callable[[], object], steps: int, top: int) -> list[dict[str, Any]]:
     """The ``top`` ops by self CPU time over ``steps`` more steps (their table also goes to stderr)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profiler.profile(activities=[profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
     events = prof.key_averages()
@@ -198,8 +198,6 @@ def conv_kernels(
 
 def conv_passes(shape: str, precision: str, batch: int) -> dict[str, Any]:
     """GFLOP/s of a 3x3, padding-1 convolution's passes and weight-gradient routes at ``shape``."""
-    from vaelab.models.parts.layers import gemm_weight_grad
-
     cin, cout, side, stride = (int(n) for n in re.split("[x@/]", shape + "/1")[:4])  # 64x128@14/2
     gen = torch.Generator().manual_seed(0)
 
