@@ -4,10 +4,6 @@ and the control targets (conditional samples, beta-TCVAE's MIG)."""
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,18 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.harness import benchmark, evaluate, train_in_process
-from vaelab.cli.common import saved_data_config
 from vaelab.cli.evaluate import FEATURE_TRAIN_LIMIT
 from vaelab.config import load_config
 from vaelab.data import DataConfig, load_dataset, to_float
 from vaelab.evaluation import compare_features, in_memory
-from vaelab.evaluation.coverage import predicted_classes
 from vaelab.evaluation.disentanglement import mutual_information_gap
 from vaelab.evaluation.features import FeatureNetConfig, FeatureSpace, load_feature_space
-from vaelab.generation import encode_mean, sample
-from vaelab.generation.conditional import balanced_labels
-from vaelab.generation.priors import fit_prior, load_prior, save_prior
-from vaelab.models import VAE, resolve_model_dir
+from vaelab.generation import encode_mean
 
 # Published test NLLs on MNIST with dynamic binarisation, K = 5000 (Burda et al. 2015, table 1).
 BURDA_2015 = {
@@ -119,76 +110,6 @@ def plot_nll(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-@benchmark
-def sample_sweep(
-    model: str,
-    priors: tuple[Literal["standard_normal", "gmm"], ...] = ("standard_normal",),
-    temperatures: tuple[str, ...] = ("1",),
-    components: int = 10,
-    n: int = 10_000,
-    via_disk: bool = False,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Sample quality of a trained model per prior and temperature (a number, or one per layer, top first,
-    comma-separated): FD, precision and recall of --n samples against the test split; gmm is a GMM fitted
-    to the top latent's posterior means (--via-disk: saved and read back as `vaelab sample --prior gmm`)."""
-    model_dir = resolve_model_dir(model)
-    vae = VAE.from_pretrained(model_dir).eval()
-    data = DataConfig.model_validate(saved_data_config(model_dir))
-    train_set, test_set, space = feature_space(data)
-    real, prior_of, gmm = space.embed(test_set.images), {"standard_normal": None}, {}
-    if "gmm" in priors:
-        prior = fit_prior(vae, to_float(train_set.images), "gmm", {"components": components}, seed=seed)
-        gmm = {"components": components, "covariance": "full", "fit_seconds": prior.info["fit_seconds"]}
-        if via_disk:
-            with tempfile.TemporaryDirectory() as tmp:
-                shutil.copytree(model_dir, Path(tmp) / "model")
-                save_prior(prior, Path(tmp) / "model")
-                prior = load_prior(Path(tmp) / "model", "gmm", vae.latent_dim)
-        prior_of["gmm"], gmm["info"] = prior, prior.info
-    rows = []
-    for name in priors:
-        for text in temperatures:
-            start, t = time.perf_counter(), [float(part) for part in text.split(",")]
-            fake = sample(vae, n, temperature=t[0] if len(t) == 1 else t, seed=seed, prior=prior_of[name])
-            score = compare_features(real, space.embed(fake), seed=seed)
-            rows.append({"prior": name, "temperature": text, **score, "seconds": time.perf_counter() - start})
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress; stdout: the report
-    reference = f"{test_set.name} test split, {len(test_set)} images"
-    return {"reference": reference, "feature_space": space.describe(), "gmm": gmm, "rows": rows}
-
-
-@benchmark
-def control_conditional(
-    epochs: int = 20,
-    latent_dim: int = 4,
-    per_class: int = 1000,
-    save: Path | None = None,
-    overrides: tuple[str, ...] = (),
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Conditional MNIST: is a sample the class asked for? configs/cvae.yaml's samples of each class,
-    classified by the feature net of `vaelab evaluate`; --save keeps the run."""
-    from benchmarks.guidance import _model  # guidance imports this module
-
-    vae, data, made = _model(None, epochs, (f"model.latent_dim={latent_dim}", *overrides), save, seed)
-    _, _, space = feature_space(DataConfig(name=data.name))
-    labels = balanced_labels(per_class * vae.num_classes, list(range(vae.num_classes)))
-    images = sample(vae, len(labels), temperature=1.0, seed=seed, labels=labels)
-    pred = predicted_classes(space, space.embed(images))
-    per = {str(c): float((pred[labels == c] == c).float().mean()) for c in range(vae.num_classes)}
-    return {
-        "config": f"configs/cvae.yaml, latent_dim={latent_dim}, {epochs} epochs",
-        "train_seconds": made["train_seconds"],
-        "val_elbo": made["val_elbo"],
-        "classifier": space.describe(),
-        "accuracy_per_class": per,
-        "min_class_accuracy": min(per.values()),
-        "mean_accuracy": float((pred == labels).float().mean()),
-        "target_met": min(per.values()) >= 0.97,
-    }
 
 
 @benchmark

@@ -39,13 +39,11 @@ SMOKE = {
     "packed_data": case("--gigabytes 0.0005 --steps 2" + DIGITS),
     "feature_references": case("--dataset digits --n 50"),
     "nll_vs_minutes": case("{run} --iw-samples 2 --subset 10 --plot {tmp}/nll.png", "run"),
-    "sample_sweep": case("{run} --priors standard_normal gmm --components 2 --n 20 --via-disk", "run"),
     "priors": case(
-        "{run} --n 20 --grids {tmp}/grids --set gmm.components=2 --set flow.steps=2 --set diffusion.steps=2"
-        " --set diffusion.sample_steps=2 --set two_stage.steps=2",
+        "{run} --n 20 --temperatures 1 0.8 --grids {tmp}/grids --set gmm.components=2 --set flow.steps=2"
+        " --set diffusion.steps=2 --set diffusion.sample_steps=2 --set two_stage.steps=2",
         "run",
     ),
-    "control_conditional": case("--epochs 1 --per-class 2 --latent-dim 2" + DIGITS),
     "guidance": case(
         "--epochs 1 --per-class 8 --guidances 1 2 --temperatures 1 --grid {tmp}/g.png --grid-per-class 2"
         + DIGITS
