@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vaelab.cli.common import check_at_least, writing
+from vaelab.cli.common import check_at_least, check_minimums, writing
 
 REFERENCE_IMAGES = 1000  # test images scored for the histogram's reference when there is no calibration
 
@@ -172,8 +172,7 @@ def ood_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, 
     from vaelab.evaluation.ood.scores import DEFAULT_K, Scorer
     from vaelab.runtime import derive_seed
 
-    check_at_least(args.ood_count, 2, "--ood-count")
-    check_at_least(args.ood_iw_samples, 1, "--ood-iw-samples")
+    check_minimums(args, {"ood_count": 2, "ood_iw_samples": 1})
     names = score_names(args.ood_scores)
     data_cfg = model_data_config(args)
     binarize = presentation(data_cfg)
