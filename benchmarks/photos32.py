@@ -3,10 +3,8 @@ latent size and budget, and the lossless codecs whose bits/dim a likelihood mode
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,28 +19,24 @@ from benchmarks.harness import REPO, STDERR, benchmark, evaluate, in_subprocess,
 from benchmarks.quality import feature_space
 from vaelab.cli.common import saved_data_config
 from vaelab.data import DataConfig, to_float
-from vaelab.evaluation import compare_features, psnr, ssim
+from vaelab.data.ood_sets import photos_path
+from vaelab.evaluation import compare_features, compare_reconstructions
 from vaelab.evaluation.features import FeatureSpace
-from vaelab.evaluation.likelihood import mean_and_se
+from vaelab.evaluation.ood.scores import CODECS, codec_bits
 from vaelab.generation import reconstruct, sample
+from vaelab.io.images import interleave_rows, save_grid, to_uint8
 from vaelab.models import VAE
 from vaelab.runtime import derive_seed
 
 VENV = REPO / "benchmarks" / ".venv-pythae"
 PYTHAE = "pythae==0.1.2"
 TORCH = f"torch=={torch.__version__.split('+')[0]}"  # the peer gets the torch release vaelab runs on
-# Each lossless codec's most compressing settings, as Pillow names them.
-CODECS = {
-    "png": {"format": "PNG", "optimize": True, "compress_level": 9},
-    "webp_lossless": {"format": "WEBP", "lossless": True, "quality": 100, "method": 6},
-}
 
 
 def data_path(given: Path | None) -> Path:
-    """The photos32 .npz: ``given``, else under ``$VAELAB_DATA`` (CI points it at the shared datasets
-    folder), else ``../shared/datasets/photos32/photos32.npz`` beside the repository."""
-    root = Path(os.environ.get("VAELAB_DATA") or REPO.parent / "shared" / "datasets")
-    path = given or (root if root.suffix == ".npz" else root / "photos32" / "photos32.npz")
+    """The photos32 .npz: ``given``, else ``photos32/photos32.npz`` under ``$VAELAB_DATA`` (CI points it
+    at the shared datasets folder), else under ``../shared/datasets`` beside the repository."""
+    path = given or photos_path(os.environ.get("VAELAB_DATA") or str(REPO.parent / "shared" / "datasets"))
     if not path.is_file():
         raise SystemExit(f"photos32 not found at {path}: pass --data PATH or set $VAELAB_DATA")
     return path
@@ -89,8 +83,6 @@ def peer(
     run: Path, path: Path, minutes: float, samples: int, epochs: int | None, grids: Path | None, seed: int
 ) -> dict[str, Any]:
     """pythae's side trained for ``minutes``, and both sides scored by the same code."""
-    from vaelab.io.images import interleave_rows, save_grid
-
     model = VAE.from_pretrained(run, device="cpu").eval()
     saved = saved_data_config(run)
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,8 +91,8 @@ def peer(
     train, test, space = feature_space(DataConfig(name="npz", path=str(path)), epochs)
     # vaelab trains on the file's train images less its validation cut; pythae on all of them.
     n_train = len(train.split(saved["val_fraction"], saved["split_seed"])[0])
-    parameters = sum(p.numel() for p in model.parameters())
     drawn = sample(model, samples, seed=derive_seed(seed, "samples"))  # vaelab evaluate's seed for samples
+    parameters = sum(p.numel() for p in model.parameters())
     recon = reconstruct(model, to_float(test.images, "none"))
     sides = {"vaelab": (to_uint8(recon), to_uint8(drawn)), "pythae": pythae_images}
     for side, (reconstructions, prior_samples) in sides.items() if grids else ():
@@ -130,7 +122,6 @@ def train_pythae(out: Path, **options: Any) -> tuple[dict[str, Any], tuple[torch
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, TORCH], check=True, stdout=STDERR)
         subprocess.run([*pip, TORCH, PYTHAE], check=True, stdout=STDERR)
-        subprocess.run(probe, check=True, stdout=STDERR)
     start = time.perf_counter()
     training = in_subprocess("benchmarks.pythae_peer:photos32", python, out=out, **options)
     with np.load(out) as arrays:
@@ -138,65 +129,41 @@ def train_pythae(out: Path, **options: Any) -> tuple[dict[str, Any], tuple[torch
     return training | {"wall_seconds": time.perf_counter() - start}, images
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Floats in [0, 1] rounded to 8-bit levels, as both sides' images are scored."""
-    return images.clamp(0, 1).mul(255).round().to(torch.uint8)
-
-
 def score(
     recon: torch.Tensor, samples: torch.Tensor, test: torch.Tensor, space: FeatureSpace, seed: int
 ) -> dict:
     """Reconstruction and sample quality of uint8 (N, C, H, W) images against the test images."""
-    x, r = to_float(test, "none"), to_float(recon, "none")
-    per_image = {"mse": ((r - x) ** 2).flatten(1).mean(1), "psnr": psnr(r, x), "ssim": ssim(r, x)}
-    out: dict[str, Any] = {}
-    for name, values in per_image.items():
-        out[name], out[f"{name}_se"] = mean_and_se(values)
-    out["psnr_of_mean_mse"] = -10 * math.log10(out["mse"])
-    return {
-        "reconstruction": out,
-        "samples": compare_features(space.embed(test), space.embed(samples), seed=seed),
-    }
+    pairs = zip(to_float(recon, "none").split(1000), to_float(test, "none").split(1000), strict=True)
+    samples_vs_test = compare_features(space.embed(test), space.embed(samples), seed=seed)
+    return {"reconstruction": compare_reconstructions(pairs), "samples": samples_vs_test}
 
 
 @benchmark
 def lossless_codecs(data: Path | None = None, limit: int | None = None) -> dict[str, Any]:
     """The floor a likelihood model must beat on photos32: bits/dim of Pillow's PNG and lossless WebP at
-    their strongest settings, each test patch alone and all tiled into one mosaic (where the codec shares
-    statistics across patches as a model shares its weights); every file must decode to the same pixels."""
+    their strongest settings (those of `vaelab score`'s complexity), each test patch alone and all tiled
+    into one mosaic (where the codec shares statistics across patches as a model shares its weights)."""
     import PIL
-    from PIL import Image, features
+    from PIL import features
 
     path = data_path(data)
     with np.load(path, allow_pickle=False) as arrays:
-        patches = np.ascontiguousarray(arrays["test_images"][:limit])
-
-    def size(image: np.ndarray, options: dict[str, Any]) -> int:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, **options)
-        if not np.array_equal(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")), image):
-            raise RuntimeError(f"{options['format']} did not round-trip exactly: not lossless")
-        return buffer.getbuffer().nbytes
-
-    (n, h, w, c), dims = patches.shape, patches[0].size
+        patches = torch.from_numpy(arrays["test_images"][:limit]).permute(0, 3, 1, 2)  # (N, 3, 32, 32)
+    (n, c, h, w), dims = patches.shape, patches[0].numel()
     rows = max(r for r in range(1, math.isqrt(n) + 1) if n % r == 0)  # the most nearly square grid: 30 x 50
-    mosaic = patches.reshape(rows, n // rows, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, -1, c)
+    mosaic = patches.reshape(rows, n // rows, c, h, w).permute(2, 0, 3, 1, 4).reshape(1, c, rows * h, -1)
     codecs = {}
-    for name, options in CODECS.items():
-        sizes, mosaic_bytes = [size(p, options) for p in patches], size(mosaic, options)
-        codecs[name] = {
-            "per_patch_bits_per_dim": 8 * sum(sizes) / (n * dims),
-            "per_patch_median_bits_per_dim": 8 * statistics.median(sizes) / dims,
-            "per_patch_bytes_total": sum(sizes),
-            "mosaic_bits_per_dim": 8 * mosaic_bytes / (n * dims),
-            "mosaic_bytes": mosaic_bytes,
+    for codec in CODECS:
+        bits = codec_bits(patches, codec)
+        codecs[codec] = {
+            "per_patch_bits_per_dim": bits.sum() / (n * dims),
+            "per_patch_median_bits_per_dim": float(np.median(bits)) / dims,
+            "mosaic_bits_per_dim": codec_bits(mosaic, codec)[0] / (n * dims),
             "mosaic_grid": f"{rows}x{n // rows}",
         }
-    webp, zlib = features.version("webp"), features.version("zlib")
-    versions = {"pillow": PIL.__version__, "libwebp": webp, "zlib": zlib}
-    settings = {name: {k: v for k, v in options.items() if k != "format"} for name, options in CODECS.items()}
-    data = {"path": str(path), "split": "test", "patches": n, "shape": patches.shape[1:]}
-    return {"data": data, "settings": settings, "libraries": versions, "codecs": codecs}
+    versions = {"pillow": PIL.__version__} | {lib: features.version(lib) for lib in ("webp", "zlib")}
+    data = {"path": str(path), "split": "test", "patches": n, "shape": tuple(patches.shape[1:])}
+    return {"data": data, "libraries": versions, "codecs": codecs}
 
 
 @benchmark

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.harness import benchmark, in_subprocess, train_cli, train_in_process
@@ -54,8 +55,6 @@ class TorchvisionStyleMNIST(Dataset):
         return len(self.data)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         pic = Image.fromarray(self.data[i].numpy(), mode="L")
         x = torch.from_numpy(np.array(pic, np.uint8, copy=True))
         x = x.view(pic.size[1], pic.size[0], 1).permute((2, 0, 1)).contiguous()

@@ -89,12 +89,10 @@ def nll_vs_minutes(
 
 def plot_nll(rows: list[dict[str, Any]], path: Path) -> None:
     """NLL against training minutes, one line per run, error bars of one standard error."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay untouched
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for run in dict.fromkeys(r["run"] for r in rows):
         mine = [r for r in rows if r["run"] == run]
         minutes, nll, se = ([r[k] for r in mine] for k in ("train_minutes", "nll", "nll_se"))
@@ -109,7 +107,6 @@ def plot_nll(rows: list[dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 @benchmark

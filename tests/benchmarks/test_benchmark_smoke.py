@@ -51,7 +51,6 @@ SMOKE = {
     ),
     "control_mig": case("--steps 2 --batch-size 16 --objective vae"),
     "stability": case("--epochs 1 --cases unguarded guarded" + DIGITS + TINY_MLP),
-    "bad_inputs": case(""),
     "serve_latency": case("--requests 3 --warmup 1"),
     "fault_injection": case("--kills 1 --epochs 1"),
     "photos32": case(

@@ -15,7 +15,7 @@ from vaelab.evaluation.likelihood import (
 )
 from vaelab.evaluation.measure import EvaluationOptions, quick_evaluate
 from vaelab.evaluation.posterior import PosteriorStats, posterior_statistics
-from vaelab.evaluation.reconstruction import psnr, reconstruction_metrics, ssim
+from vaelab.evaluation.reconstruction import compare_reconstructions, psnr, reconstruction_metrics, ssim
 from vaelab.evaluation.report import evaluate_model, load_report, write_report
 from vaelab.evaluation.sample_quality import compare_features, frechet_distance, precision_recall
 from vaelab.evaluation.sharpness import (
@@ -31,6 +31,7 @@ __all__ = [
     "LogLikelihood",
     "PosteriorStats",
     "compare_features",
+    "compare_reconstructions",
     "elbo_per_image",
     "evaluate_elbo",
     "evaluate_log_likelihood",

@@ -9,6 +9,7 @@ range 1), averaged over valid window positions and channels, as in their referen
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -71,21 +72,33 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
     """
     was_training = model.training
     model.eval()
+
+    def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in batches(dataset, batch_size, shuffle=False):
+            y = labels.to(model.device) if model.num_classes and labels is not None else None
+            x = to_float(images.to(model.device), "none")
+            yield model.reconstruct(x, y), x
+
+    try:
+        return {"images": len(dataset)} | compare_reconstructions(pairs())
+    finally:
+        model.train(was_training)
+
+
+def compare_reconstructions(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """:func:`reconstruction_metrics`' figures for (reconstructions, targets) batches of (B, C, H, W)
+    pixels in [0, 1] from any source (a peer library's outputs, say), so that both are scored alike."""
     mse, ps, ss = [], [], []
     # per ratio: the per-image measure, its values on the reconstructions, on the inputs
     detail = {name: (measure, [], []) for name, measure in DETAIL_MEASURES.items()}
-    for images, labels in batches(dataset, batch_size, shuffle=False):
-        y = labels.to(model.device) if model.num_classes and labels is not None else None
-        x = to_float(images.to(model.device), "none")
-        recon = model.reconstruct(x, y)
+    for recon, x in pairs:
         mse.append(((recon - x) ** 2).flatten(1).mean(1).cpu())
         ps.append(psnr(recon, x).cpu())
         ss.append(ssim(recon, x).cpu())
         for measure, of_recon, of_input in detail.values():
             of_recon.append(measure(recon))
             of_input.append(measure(x))
-    model.train(was_training)
-    out: dict[str, float] = {"images": len(dataset)}
+    out: dict[str, float] = {}
     for name, parts in (("mse", mse), ("psnr", ps), ("ssim", ss)):
         values = torch.cat(parts) if parts else torch.empty(0)
         out[name], out[f"{name}_se"] = mean_and_se(values)

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaelab.io.images import to_uint8
+
 DEFAULT_K = 3  # Kynkaanniemi et al.'s choice for precision and recall
 DENSITY_COVERAGE_K = 5  # Naeem et al.'s choice for density and coverage
 
@@ -195,9 +197,7 @@ def inception_fid(
     def embed(images: torch.Tensor) -> torch.Tensor:
         feats = []
         for i in range(0, len(images), 100):
-            x = images[i : i + 100]
-            if x.dtype != torch.uint8:
-                x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            x = to_uint8(images[i : i + 100])
             if x.shape[1] == 1:  # the network reads RGB
                 x = x.expand(-1, 3, -1, -1)
             feats.append(extractor(x)[0].double().reshape(len(x), -1))

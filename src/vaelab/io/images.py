@@ -12,11 +12,17 @@ from PIL import Image
 from vaelab.io.atomic import atomic_write
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Floats in [0, 1] rounded to the 8-bit levels an image file holds (clamped first), any layout;
+    uint8 input is returned as it is. The inverse of ``vaelab.data.to_float``."""
+    if images.dtype == torch.uint8:
+        return images
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) floats in [0, 1] (or uint8) -> uint8 (N, H, W, C), the layout of ``.npz`` outputs."""
-    if images.dtype != torch.uint8:
-        images = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return to_uint8(images).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def make_grid(

@@ -88,13 +88,11 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: str | Path) -> Path | None
     rows = [r for r in rows if "epoch" in r and "train_loss" in r]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay untouched
 
     epochs = [r["epoch"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train loss (-ELBO)")
     if "val_neg_elbo" in rows[0]:
         ax1.plot(epochs, [r["val_neg_elbo"] for r in rows], marker="s", label="validation -ELBO")
@@ -113,5 +111,4 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: str | Path) -> Path | None
     path = Path(path)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
     return path

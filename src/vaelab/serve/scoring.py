@@ -21,6 +21,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from vaelab.evaluation.ood.background import load_background
 from vaelab.evaluation.ood.calibration import Calibration, load_calibrations, symlog_edges
 from vaelab.evaluation.ood.scores import DEFAULT_SCORE, SCORES, Scorer
+from vaelab.io.images import to_uint8
 from vaelab.serve import schemas as s
 from vaelab.serve.images import data_url, decode_base64, load_image
 from vaelab.serve.inputs import served_model
@@ -109,7 +110,7 @@ def score_one(m: ServedModel, image: torch.Tensor, name: str | None) -> s.ScoreR
     ms = scoring(m)
     name = name or ms.default
     ms.scorer.check([name])  # a UsageError (422) names what this score needs
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8)[None]
+    pixels = to_uint8(image)[None]
     with ms.lock:
         value = float(ms.scorer.score(pixels, [name])[name][0])
     ref = reference(m, ms, name)

@@ -23,10 +23,7 @@ def plot_scores(
 ) -> Path:
     """Write the PNG: ``scores`` against ``reference`` (raw scores) or a stored ``reference_histogram``
     ({"edges", "counts"}), each normalised to its own total so sets of any size compare."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay untouched
 
     scores = np.asarray(scores, dtype=np.float64)
     if reference is not None:
@@ -45,7 +42,8 @@ def plot_scores(
         ends = ref_edges[[0, -1]]
     everything = np.concatenate([ends, scores])
     edges = symlog_edges(everything, bins=60, scale=scale, centre=centre)
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    fig = Figure(figsize=(7, 3.6), dpi=110)
+    ax = fig.subplots()
     if ref_values is not None:
         weights = np.full(len(ref_values), 1 / len(ref_values))
         ax.hist(
@@ -87,5 +85,4 @@ def plot_scores(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -38,6 +38,7 @@ from vaelab.errors import UsageError
 from vaelab.evaluation.likelihood import LN2, iw_log_likelihood_batch
 from vaelab.evaluation.measure import likelihood_unit
 from vaelab.evaluation.ood.background import Background
+from vaelab.io.images import to_uint8
 from vaelab.models.parts.kl import layer_kl
 from vaelab.models.vae import VAE
 
@@ -226,7 +227,7 @@ class Scorer:
         bits = None
         mixed = self.mixes_codec and "likelihood_ratio" in names
         if "complexity" in names or mixed:
-            bits = codec_bits((x * 255).round().to(torch.uint8), self.codec)
+            bits = codec_bits(to_uint8(x), self.codec)
         if "complexity" in names:
             assert bits is not None
             out["complexity"] = out["bits_per_dim"] - bits / self.dims
