@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from vaelab.evaluation import psnr, ssim
+from vaelab.evaluation import compare_reconstructions, psnr, ssim
 
 
 def test_psnr_of_a_known_error():
@@ -31,3 +31,17 @@ def test_ssim_handles_images_smaller_than_the_window_and_colour():
     x = torch.rand(2, 3, 6, 6)
     out = ssim(x, x.flip(-1))
     assert out.shape == (2,) and torch.isfinite(out).all()
+
+
+def test_compare_reconstructions_pools_batches_as_one_set():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 3, 12, 12, generator=gen)
+    r = (x + 0.1).clamp(0, 1)
+    whole = compare_reconstructions([(r, x)])
+    split = compare_reconstructions(zip(r.split(2), x.split(2), strict=True))
+    for key in ("mse", "psnr", "ssim", "hf_power_ratio"):
+        assert math.isclose(whole[key], split[key], rel_tol=1e-6), key
+    assert math.isclose(whole["mse"], float(((r - x) ** 2).mean()), rel_tol=1e-6)
+    assert math.isclose(whole["psnr"], float(psnr(r, x).mean()), rel_tol=1e-6)
+    same = compare_reconstructions([(x, x)])
+    assert same["ssim"] == 1.0 and same["hf_power_ratio"] == 1.0
