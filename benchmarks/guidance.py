@@ -18,6 +18,7 @@ from vaelab.evaluation import compare_features
 from vaelab.evaluation.coverage import against_half, predicted_classes
 from vaelab.generation import sample
 from vaelab.generation.conditional import balanced_labels
+from vaelab.generation.priors import load_prior
 from vaelab.models import VAE, resolve_model_dir
 from vaelab.models.guidance import takes_guidance
 
@@ -54,6 +55,7 @@ def _summary(figures: dict[str, Any]) -> dict[str, Any]:
 @benchmark
 def guidance(
     model: Path | None = None,
+    prior: str | None = None,
     guidances: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0),
     temperatures: tuple[float, ...] = (0.8, 1.0),
     per_class: int = 1000,
@@ -69,7 +71,9 @@ def guidance(
     each class's test images, beside the class's other half B at the same size (the ceiling, as in
     `vaelab evaluate`); a setting passes when every class is at least 97% accurate and its recall at
     least 0.7 of the ceiling's. Overall FD / precision / recall / coverage: against the whole test split.
-    --model: a trained conditional run, else configs/cvae.yaml trained now (--epochs, --set, --save).
+    --model: a trained conditional run, else configs/cvae.yaml trained now (--epochs, --set, --save);
+    --prior KIND: sample z from the prior of that kind saved beside --model by `vaelab fit-prior` (a
+    class-conditional one: fitted with --set conditional=true) instead of N(0, I).
     --grid: a PNG of --grid-per-class samples per class (one row each) at the best passing setting
     (else the most accurate)."""
     vae, data, made = _model(model, epochs, overrides, save, seed)
@@ -77,6 +81,7 @@ def guidance(
     k = vae.num_classes
     if not k:
         raise SystemExit("the guidance benchmark needs a conditional model (model.condition)")
+    fitted = load_prior(resolve_model_dir(model), prior, vae.latent_dim) if model and prior else None
     labels = balanced_labels(per_class * k, list(range(k)))
     real = (space.embed(test.images), test.labels)
     rows, ceiling = [], {}
@@ -85,7 +90,14 @@ def guidance(
             if w != 1.0 and not takes_guidance(vae):
                 continue  # a model trained without label dropout: guidance 1 only
             start = time.perf_counter()
-            images = sample(vae, len(labels), temperature=temperature, seed=seed, labels=labels, guidance=w)
+            draw = {
+                "temperature": temperature,
+                "seed": seed,
+                "labels": labels,
+                "guidance": w,
+                "prior": fitted,
+            }
+            images = sample(vae, len(labels), **draw)
             fake = space.embed(images)
             halves = against_half(space, real, (fake, labels), seed=seed)
             ceiling = halves["held_out_real"]
@@ -110,10 +122,10 @@ def guidance(
 
         few = balanced_labels(grid_per_class * k, list(range(k)))
         t, w = best["temperature"], best["guidance"]
-        images = sample(vae, len(few), temperature=t, seed=seed, labels=few, guidance=w)
+        images = sample(vae, len(few), temperature=t, seed=seed, labels=few, guidance=w, prior=fitted)
         save_grid(images, grid, nrow=grid_per_class)
     return {
-        "model": made,
+        "model": made | {"prior": prior},
         "classifier": space.describe(),
         "reference": f"{test.name} test split, {len(test)} images; per class: its images in a random half A",
         "ceiling": "per class, the other half B of the class's test images; as many samples of the class",
