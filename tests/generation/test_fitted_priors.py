@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -78,6 +79,28 @@ def test_diffusion_prior_recovers_a_known_mixture():
     prior.steps = steps
 
 
+def test_a_class_conditional_mixture_is_one_mixture_per_class(tmp_path):
+    """Each class's samples come from its own cluster, its density is its own mixture's, and the
+    per-class mixture saves and loads with its classes."""
+    prior = fit_codes("gmm", mixture(900), {"components": 1, "conditional": True}, seed=0)
+    assert (prior.num_classes, prior.components, tuple(prior.means.shape)) == (3, 1, (3, 2))
+    labels = torch.tensor([0, 1, 2]).repeat_interleave(200)
+    z = prior.sample(600, labels=labels, seed=1)
+    assert torch.equal(nearest(z)[0], labels)
+    torch.testing.assert_close(prior.means.float(), CENTRES, atol=0.1, rtol=0)
+    point = CENTRES[:1]  # class 0's centre: likely under class 0, not under class 1
+    log_p = [float(prior.log_prob(point, torch.tensor([c]))[0]) for c in (0, 1)]
+    assert log_p[0] == pytest.approx(-math.log(2 * math.pi * 0.4**2), abs=0.2) and log_p[1] < -50
+    marginal = float(prior.log_prob(point)[0])  # the classes' even mix
+    assert marginal == pytest.approx(math.log(sum(math.exp(v) for v in log_p) / 3), abs=1e-6)
+    (tmp_path / "config.json").write_text("{}")
+    again = load_prior(save_prior(prior, tmp_path).parent, "gmm", 2)
+    assert again.num_classes == 3
+    assert torch.equal(
+        again.sample(30, labels=labels[::20], seed=2), prior.sample(30, labels=labels[::20], seed=2)
+    )
+
+
 def test_a_class_conditional_diffusion_prior_samples_each_class():
     options = {"steps": 480, "hidden": 128, "layers": 2, "batch_size": 256, "conditional": True}
     prior = fit_codes("diffusion", mixture(3000), options, seed=0)
@@ -126,9 +149,8 @@ def test_bad_options_and_conditioning_are_refused(model, tmp_path):
         fit_codes("flow", mixture(100), {"stpes": 3})
     with pytest.raises(ConfigError, match="unknown prior 'vamp'"):
         fit_codes("vamp", mixture(100))
-    for kind in ("gmm", "two_stage"):
-        with pytest.raises(UsageError, match=f"the {kind} prior is unconditional"):
-            fit_codes(kind, mixture(100), {**TINY[kind], "conditional": True})
+    with pytest.raises(UsageError, match="the two_stage prior is unconditional"):
+        fit_codes("two_stage", mixture(100), {**TINY["two_stage"], "conditional": True})
     with pytest.raises(UsageError, match="needs the training images' labels"):
         fit_prior(model, torch.rand(40, 1, 8, 8), "flow", {**TINY["flow"], "conditional": True})
     with pytest.raises(UsageError, match="not class-conditional"):
