@@ -76,6 +76,8 @@ def guidance(
     class-conditional one: fitted with --set conditional=true) instead of N(0, I).
     --grid: a PNG of --grid-per-class samples per class (one row each) at the best passing setting
     (else the most accurate)."""
+    if prior and model is None:
+        raise SystemExit("--prior reads a prior saved beside --model: pass --model RUN too")
     vae, data, made = _model(model, epochs, overrides, save, seed)
     _, test, space = feature_space(data)
     k = vae.num_classes
