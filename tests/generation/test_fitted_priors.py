@@ -149,6 +149,9 @@ def test_bad_options_and_conditioning_are_refused(model, tmp_path):
         fit_codes("flow", mixture(100), {"stpes": 3})
     with pytest.raises(ConfigError, match="unknown prior 'vamp'"):
         fit_codes("vamp", mixture(100))
+    few = LatentCodes(torch.randn(30, 2), torch.ones(30, 2), torch.tensor([0] * 25 + [1] * 5), 2)
+    with pytest.raises(UsageError, match="need at least 6 images of class 1 to fit 3 components; got 5"):
+        fit_codes("gmm", few, {"components": 3, "conditional": True})
     with pytest.raises(UsageError, match="the two_stage prior is unconditional"):
         fit_codes("two_stage", mixture(100), {**TINY["two_stage"], "conditional": True})
     with pytest.raises(UsageError, match="needs the training images' labels"):

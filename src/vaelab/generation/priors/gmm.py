@@ -60,7 +60,10 @@ class GMMPrior(FittedPrior):
         z = codes.draw(config.source, torch.Generator().manual_seed(seed)).double().numpy()
         groups = [z] if not classes else [z[(codes.labels == c).numpy()] for c in range(classes)]
         start = time.perf_counter()
-        fits = [fit_mixture(group, config, seed) for group in groups]
+        fits = [
+            fit_mixture(group, config, seed, f"class {c}" if classes else "")
+            for c, group in enumerate(groups)
+        ]
         weights, means, cov = (torch.from_numpy(np.concatenate([f[i] for f in fits])) for i in range(3))
         info = {
             "converged": all(f[3]["converged"] for f in fits),
@@ -103,14 +106,19 @@ class GMMPrior(FittedPrior):
         return cls(tensors["weights"], tensors["means"], tensors["covariances"], config, None, num_classes)
 
 
-def fit_mixture(z: np.ndarray, config: Any, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def fit_mixture(
+    z: np.ndarray, config: Any, seed: int, what: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """One mixture of ``config.components`` fitted by EM to codes ``z`` (N, D): weights, means, full
-    covariances (whatever the covariance type) and the fit's facts."""
+    covariances (whatever the covariance type) and the fit's facts; ``what`` names the codes in errors."""
     from sklearn.mixture import GaussianMixture
 
     k = config.components
     if len(z) < 2 * k:
-        raise UsageError(f"need at least {2 * k} images to fit {k} components; got {len(z)} (fit fewer)")
+        where = f" of {what}" if what else ""
+        raise UsageError(
+            f"need at least {2 * k} images{where} to fit {k} components; got {len(z)} (fit fewer)"
+        )
     gmm = GaussianMixture(k, covariance_type=config.covariance, random_state=seed, max_iter=config.max_iter)
     gmm.fit(z)
     d = z.shape[1]
