@@ -83,7 +83,7 @@ def guidance(
     k = vae.num_classes
     if not k:
         raise SystemExit("the guidance benchmark needs a conditional model (model.condition)")
-    fitted = load_prior(resolve_model_dir(model), prior, vae.latent_dim) if model and prior else None
+    fitted = load_prior(resolve_model_dir(model), prior, vae.latent_dim) if prior else None
     labels = balanced_labels(per_class * k, list(range(k)))
     real = (space.embed(test.images), test.labels)
     rows, ceiling = [], {}
@@ -92,14 +92,9 @@ def guidance(
             if w != 1.0 and not takes_guidance(vae):
                 continue  # a model trained without label dropout: guidance 1 only
             start = time.perf_counter()
-            draw = {
-                "temperature": temperature,
-                "seed": seed,
-                "labels": labels,
-                "guidance": w,
-                "prior": fitted,
-            }
-            images = sample(vae, len(labels), **draw)
+            images = sample(
+                vae, len(labels), temperature=temperature, seed=seed, labels=labels, guidance=w, prior=fitted
+            )
             fake = space.embed(images)
             halves = against_half(space, real, (fake, labels), seed=seed)
             ceiling = halves["held_out_real"]

@@ -91,8 +91,8 @@ def peer(
     train, test, space = feature_space(DataConfig(name="npz", path=str(path)), epochs)
     # vaelab trains on the file's train images less its validation cut; pythae on all of them.
     n_train = len(train.split(saved["val_fraction"], saved["split_seed"])[0])
-    drawn = sample(model, samples, seed=derive_seed(seed, "samples"))  # vaelab evaluate's seed for samples
     parameters = sum(p.numel() for p in model.parameters())
+    drawn = sample(model, samples, seed=derive_seed(seed, "samples"))  # vaelab evaluate's seed for samples
     recon = reconstruct(model, to_float(test.images, "none"))
     sides = {"vaelab": (to_uint8(recon), to_uint8(drawn)), "pythae": pythae_images}
     for side, (reconstructions, prior_samples) in sides.items() if grids else ():
@@ -141,8 +141,8 @@ def score(
 @benchmark
 def lossless_codecs(data: Path | None = None, limit: int | None = None) -> dict[str, Any]:
     """The floor a likelihood model must beat on photos32: bits/dim of Pillow's PNG and lossless WebP at
-    their strongest settings (those of `vaelab score`'s complexity), each test patch alone and all tiled
-    into one mosaic (where the codec shares statistics across patches as a model shares its weights)."""
+    their strongest settings (`vaelab score`'s), each test patch alone and all tiled into one mosaic (the
+    codec shares statistics across patches as a model shares its weights); each file must decode exactly."""
     import PIL
     from PIL import features
 
@@ -154,11 +154,11 @@ def lossless_codecs(data: Path | None = None, limit: int | None = None) -> dict[
     mosaic = patches.reshape(rows, n // rows, c, h, w).permute(2, 0, 3, 1, 4).reshape(1, c, rows * h, -1)
     codecs = {}
     for codec in CODECS:
-        bits = codec_bits(patches, codec)
+        bits = codec_bits(patches, codec, verify=True)
         codecs[codec] = {
             "per_patch_bits_per_dim": bits.sum() / (n * dims),
             "per_patch_median_bits_per_dim": float(np.median(bits)) / dims,
-            "mosaic_bits_per_dim": codec_bits(mosaic, codec)[0] / (n * dims),
+            "mosaic_bits_per_dim": codec_bits(mosaic, codec, verify=True)[0] / (n * dims),
             "mosaic_grid": f"{rows}x{n // rows}",
         }
     versions = {"pillow": PIL.__version__} | {lib: features.version(lib) for lib in ("webp", "zlib")}

@@ -116,9 +116,10 @@ def serve_latency(models: tuple[str, ...] = (), requests: int = 1000, warmup: in
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
-        configs = {} if models else {n: load_config(REPO / "configs" / f"{n}.yaml") for n in ("seed", "conv")}
+        configs = REPO / "configs"
         paths = list(models) or [
-            build_model(c)[1].save_pretrained(Path(tmp) / f"{n}-mnist") for n, c in configs.items()
+            build_model(load_config(configs / f"{n}.yaml"))[1].save_pretrained(Path(tmp) / f"{n}-mnist")
+            for n in ("seed", "conv")
         ]
         cli = [sys.executable, "-m", "vaelab", "serve", *map(str, paths), "--port", str(port)]
         server = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

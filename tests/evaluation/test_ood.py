@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from tests.helpers import mlp_vae
 
 from vaelab.data import ImageDataset
@@ -28,7 +30,7 @@ from vaelab.evaluation.ood.calibration import (
     threshold_at_fpr,
 )
 from vaelab.evaluation.ood.metrics import auprc, auroc, fpr_at_tpr, separation
-from vaelab.evaluation.ood.scores import SCORES, Scorer, codec_bits, likelihood_ratio
+from vaelab.evaluation.ood.scores import SCORES, Scorer, codec_bits, decodes_to, likelihood_ratio
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -138,6 +140,17 @@ def test_every_score_is_finite_and_consistent(blob_model):
     again = Scorer(model, background=background, regret_steps=5, iw_samples=4).score(data, list(SCORES))
     for name in SCORES:  # seeded: the same numbers twice
         np.testing.assert_array_equal(again[name], scores[name])
+
+
+def test_the_codecs_are_lossless_and_a_lossy_file_is_caught():
+    rgb = torch.randint(0, 256, (3, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for images in (rgb, rgb[:, :1]):  # colour and grey
+        for codec in ("png", "webp"):
+            np.testing.assert_array_equal(codec_bits(images, codec, verify=True), codec_bits(images, codec))
+    image = Image.fromarray(rgb[0].permute(1, 2, 0).numpy())
+    jpeg = io.BytesIO()
+    image.save(jpeg, format="JPEG", quality=50)
+    assert not decodes_to(jpeg.getvalue(), image)
 
 
 def test_scores_separate_noise_from_the_training_images(blob_model):
