@@ -13,7 +13,7 @@ from tests.conftest import SHARED_DATASETS
 
 from vaelab.data.errors import DataError
 from vaelab.data.inputs import load_inputs, read_idx_images
-from vaelab.data.ood_sets import OOD_SETS, default_pairs, make_ood_set
+from vaelab.data.ood_sets import LETTERS, OOD_SETS, default_pairs, make_ood_set
 
 OFFLINE = [name for name in OOD_SETS if name not in ("mnist", "mnist-inverted", "photos")]
 HAS_MNIST = (SHARED_DATASETS / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
@@ -42,6 +42,22 @@ def test_letters_look_like_mnist_digits():
     assert images.amax((1, 2, 3)).min() > 200  # every glyph drawn white on black
     colour = make_ood_set("letters", (3, 32, 32), 50, seed=0).images.float()
     assert (colour[:, 0] != colour[:, 1]).any()  # tinted
+
+
+def test_each_letter_is_labelled_with_the_letter_drawn():
+    data = make_ood_set("letters", (1, 28, 28), 400, seed=0)
+    assert data.class_names is not None and "".join(data.class_names) == LETTERS and data.num_classes == 52
+    assert data.labels is not None and data.labels.shape == (400,) and data.labels.min() >= 0
+    ink = data.images[:, 0] > 64
+    # Fitted into the same 20 px box, a narrow letter's ink is far narrower than a wide one's.
+    width = ink.any(1).sum(1).float()
+    label = [data.class_names[int(c)] for c in data.labels]
+    narrow = [i for i, c in enumerate(label) if c in "Iijl"]
+    wide = [i for i, c in enumerate(label) if c in "MWmw"]
+    assert len(narrow) > 5 and len(wide) > 5
+    assert width[narrow].mean() < 0.6 * width[wide].mean()
+    again = make_ood_set("letters", (1, 28, 28), 400, seed=0)
+    assert torch.equal(again.labels, data.labels)  # the labels are as deterministic as the images
 
 
 @pytest.mark.skipif(not (HAS_MNIST and HAS_PHOTOS), reason="needs the shared MNIST and photos32 files")

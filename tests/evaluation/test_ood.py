@@ -29,6 +29,7 @@ from vaelab.evaluation.ood.calibration import (
     symlog_edges,
     threshold_at_fpr,
 )
+from vaelab.evaluation.ood.evaluate import hardest_classes
 from vaelab.evaluation.ood.metrics import auprc, auroc, fpr_at_tpr, separation
 from vaelab.evaluation.ood.scores import SCORES, Scorer, codec_bits, decodes_to, likelihood_ratio
 
@@ -41,6 +42,21 @@ def test_auroc_of_a_perfect_and_of_a_reversed_separator():
     assert auprc(in_dist, ood) == 1.0
     assert fpr_at_tpr(in_dist, ood) == 0.0
     assert fpr_at_tpr(ood, in_dist) == 1.0
+
+
+def test_hardest_classes_name_the_class_a_score_cannot_separate():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 400)
+    labels = torch.tensor([0] * 200 + [1] * 200 + [2] * 200)
+    scores = np.r_[rng.normal(0, 1, 200), rng.normal(6, 1, 200), rng.normal(1, 1, 200)]
+    data = ImageDataset(torch.zeros(600, 1, 2, 2, dtype=torch.uint8), labels, "ood:t", 3, ("a", "b", "c"))
+    rows = hardest_classes(reference, scores, data)
+    assert [name for name, _, _ in rows] == ["a", "c", "b"] and [n for *_, n in rows] == [200, 200, 200]
+    assert abs(rows[0][1] - 0.5) < 0.07 and rows[2][1] > 0.99
+    assert abs(rows[1][1] - auroc(reference, scores[400:])) < 1e-12
+    assert hardest_classes(reference, scores, data, count=1) == rows[:1]
+    unlabelled = ImageDataset(data.images, None, "ood:u", None)
+    assert hardest_classes(reference, scores, unlabelled) == []
 
 
 def test_metrics_at_chance_and_on_a_hand_computed_case():

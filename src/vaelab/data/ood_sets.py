@@ -7,7 +7,9 @@ shape, count and seed give the same uint8 images on every machine with the same 
 
 - ``letters``: A-Z and a-z drawn from TrueType fonts found on this machine (DejaVu, Liberation), else
   Pillow's own bundled font, with a random pen width and a slight rotation, and placed as MNIST places
-  a digit (fitted into 20/28 of the side, centre of mass at the centre): the hard near-OOD set.
+  a digit (fitted into 20/28 of the side, centre of mass at the centre): the hard near-OOD set. Its
+  labels say which letter each image is (``class_names``), so a report can name the letters that pass
+  for digits.
 - ``dsprites``: the procedural sprites of ``dsprites.py`` (squares, ellipses, hearts), resized.
 - ``mnist`` / ``mnist-inverted``: MNIST's test digits (``mnist`` files under the data root), resized;
   inverted is 255 - x, dark ink on white.
@@ -25,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,11 +53,13 @@ PHOTOS_FILE = Path("photos32") / "photos32.npz"
 
 @dataclass(frozen=True)
 class OODSet:
-    """A named OOD set: ``make(shape, n, rng, data_dir)`` gives uint8 (n, C, H, W)."""
+    """A named OOD set: ``make(shape, n, rng, data_dir)`` gives uint8 (n, C, H, W), and for a set made of
+    ``classes`` also each image's class index (n,)."""
 
     name: str
     description: str
-    make: Callable[[Shape, int, np.random.Generator, str | None], np.ndarray]
+    make: Callable[[Shape, int, np.random.Generator, str | None], Any]
+    classes: tuple[str, ...] | None = None
 
 
 def _resize(images: np.ndarray, side: int) -> np.ndarray:
@@ -107,14 +112,18 @@ def _mnist_place(glyph: np.ndarray, side: int) -> np.ndarray:
     return out.clip(0, 255).round().astype(np.uint8)
 
 
-def letters(shape: Shape, n: int, rng: np.random.Generator, data_dir: str | None) -> np.ndarray:
+def letters(
+    shape: Shape, n: int, rng: np.random.Generator, data_dir: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     channels, side, _ = shape
     fonts: list[str | None] = [*letter_fonts()] or [None]
     grey = np.empty((n, side, side), np.uint8)
+    which = np.empty(n, np.int64)
     canvas = 128
     for i in range(n):
         font = _font(fonts[int(rng.integers(len(fonts)))], 80)
-        letter = LETTERS[int(rng.integers(len(LETTERS)))]
+        which[i] = int(rng.integers(len(LETTERS)))
+        letter = LETTERS[which[i]]
         image = Image.new("L", (canvas, canvas), 0)
         ImageDraw.Draw(image).text(
             (canvas / 2, canvas / 2),
@@ -127,7 +136,7 @@ def letters(shape: Shape, n: int, rng: np.random.Generator, data_dir: str | None
         )
         image = image.rotate(float(rng.uniform(-15, 15)), resample=Image.Resampling.BILINEAR)
         grey[i] = _mnist_place(np.asarray(image), side)
-    return _channels(grey, channels, rng)
+    return _channels(grey, channels, rng), which
 
 
 def dsprites(shape: Shape, n: int, rng: np.random.Generator, data_dir: str | None) -> np.ndarray:
@@ -200,7 +209,12 @@ def constant(shape: Shape, n: int, rng: np.random.Generator, data_dir: str | Non
 OOD_SETS: dict[str, OODSet] = {
     s.name: s
     for s in (
-        OODSet("letters", "letters A-Z, a-z drawn from TrueType fonts, placed like MNIST digits", letters),
+        OODSet(
+            "letters",
+            "letters A-Z, a-z drawn from TrueType fonts, placed like MNIST digits",
+            letters,
+            tuple(LETTERS),
+        ),
         OODSet("dsprites", "procedural dSprites shapes (square, ellipse, heart), resized", dsprites),
         OODSet("mnist", "MNIST test digits, resized (tinted for colour models)", mnist),
         OODSet("mnist-inverted", "MNIST test digits inverted (255 - x)", mnist_inverted),
@@ -224,9 +238,17 @@ def make_ood_set(
     if channels not in (1, 3) or height != width:
         raise DataError(f"OOD sets are made for square images of 1 or 3 channels; got shape {shape}")
     seq = np.random.SeedSequence([seed, *name.encode()])
-    images = OOD_SETS[name].make(tuple(shape), n, np.random.default_rng(seq), data_dir)
+    made = OOD_SETS[name].make(tuple(shape), n, np.random.default_rng(seq), data_dir)
+    classes = OOD_SETS[name].classes
+    images, labels = made if classes is not None else (made, None)
     assert images.shape == (n, *shape) and images.dtype == np.uint8, (name, images.shape, images.dtype)
-    return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), None, f"ood:{name}", None)
+    return ImageDataset(
+        torch.from_numpy(np.ascontiguousarray(images)),
+        None if labels is None else torch.from_numpy(labels),
+        f"ood:{name}",
+        None if classes is None else len(classes),
+        classes,
+    )
 
 
 def default_pairs(shape: Shape) -> list[str]:

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from vaelab.data import ImageDataset
-from vaelab.evaluation.ood.metrics import separation
+from vaelab.evaluation.ood.metrics import auroc, separation
 from vaelab.evaluation.ood.scores import SCORES, Scorer
+
+HARDEST = 5  # classes named per score for a set made of classes
 
 
 def timed_scores(
@@ -27,6 +29,22 @@ def timed_scores(
         scores[name] = scorer.score(data, [name])[name]
         speed[name] = len(data) / max(time.perf_counter() - start, 1e-9)
     return scores, speed
+
+
+def hardest_classes(
+    reference: np.ndarray, scores: np.ndarray, data: ImageDataset, count: int = HARDEST
+) -> list[tuple[str, float, int]]:
+    """For a set made of classes (``letters``): the ``count`` classes whose images this score separates
+    worst from the reference, as (class, AUROC of that class alone, images of it), worst first."""
+    if data.labels is None or data.class_names is None:
+        return []
+    labels = data.labels.numpy()
+    rows = [
+        (name, auroc(reference, scores[labels == c]), int((labels == c).sum()))
+        for c, name in enumerate(data.class_names)
+        if (labels == c).any()
+    ]
+    return sorted(rows, key=lambda row: row[1])[:count]
 
 
 def ood_section(
@@ -46,6 +64,8 @@ def ood_section(
             "scores": {name: separation(ref_scores[name], got[name]) for name in names},
             "median": {name: float(np.median(got[name])) for name in names},
         }
+        if data.class_names is not None:
+            pairs[label]["hardest"] = {n: hardest_classes(ref_scores[n], got[n], data) for n in names}
     return {
         "reference": {"dataset": reference.name, "n": len(reference)},
         "iw_samples": scorer.iw_samples,
@@ -83,6 +103,12 @@ def render_ood(section: dict[str, Any]) -> str:
         for label, pair in section["pairs"].items():
             cells = [f"{pair['scores'][n][metric]:.3f}" for n in names]
             lines.append(f"| {label} (n={pair['n']}) | " + " | ".join(cells) + " |")
+        lines.append("")
+    for label, pair in section["pairs"].items():
+        for name, rows in pair.get("hardest", {}).items():
+            worst = ", ".join(f"{c} {a:.2f}" for c, a, _ in rows)
+            lines.append(f"Hardest classes of {label} for {name} (AUROC of each alone): {worst}")
+    if any("hardest" in pair for pair in section["pairs"].values()):
         lines.append("")
     lines += ["| score | images/s | cost |", "|---|---:|---|"]
     for name, info in section["scores"].items():
