@@ -16,7 +16,6 @@ from benchmarks.harness import REPO, benchmark, train_cli, usable_cores
 from benchmarks.photos32 import data_path
 from vaelab.data import DataConfig, load_dataset
 from vaelab.data.ood_sets import default_pairs, letter_fonts, make_ood_set
-from vaelab.errors import UsageError
 from vaelab.evaluation import in_memory, seeded_subset
 from vaelab.evaluation.ood.background import BackgroundSpec, fit_background, save_background
 from vaelab.evaluation.ood.evaluate import ood_section
@@ -63,13 +62,8 @@ def _evaluate(model_dir: Path, name: str, options: dict[str, Any], seed: int, pl
     test = in_memory(load_dataset(data_cfg, "test", progress=False))
     shape = model.image_shape
     scorer = Scorer(model, binarize, DEFAULT_K, background, seed=seed, codec_mixture=options["codec_mixture"])
-    skipped = {}  # scores this model cannot give (likelihood regret of a hierarchical VAE), and why
-    for n in options["scores"] or SCORES:
-        try:
-            scorer.check([n])
-        except UsageError as exc:
-            skipped[n] = str(exc)
-    wanted = [n for n in options["scores"] or SCORES if n not in skipped]
+    # Scores this model cannot give (likelihood regret of a hierarchical VAE) are left out, with why.
+    wanted, skipped = scorer.usable(options["scores"] or SCORES)
     fast = [n for n in wanted if n != "likelihood_regret"]
     slow = [n for n in wanted if n == "likelihood_regret"]
     count, regret_count = options["count"], options["regret_count"]

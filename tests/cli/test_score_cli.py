@@ -242,3 +242,40 @@ def test_evaluate_reports_every_score_against_ood_sets(run, tmp_path, capsys):
     assert section["pairs"]["ood:uniform-noise"]["scores"]["nll"]["auroc"] > 0.9
     text = capsys.readouterr().out
     assert "AUROC" in text and "FPR at 95% TPR" in text and "images/s" in text
+
+
+def test_all_scores_of_a_hierarchical_model_leave_out_regret_and_name_the_hardest_letters(tmp_path, capsys):
+    images, labels = make_blobs()
+    np.savez(tmp_path / "blobs.npz", images=images, labels=labels)
+    ladder = [
+        "model.encoder={name: resnet, channels: [4, 8], blocks_per_stage: 1}",
+        "model.decoder={name: ladder, channels: [8, 4], blocks_per_stage: 1, latent_layers: [1, 0]}",
+        "model.latent_dim=4",
+        "train.batch_size=32",
+        "train.device=cpu",
+    ]
+    run = tmp_path / "run"
+    train = ["train", "--dataset", str(tmp_path / "blobs.npz"), "--epochs", "1", "--run-dir", str(run)]
+    assert main([*train, "--no-progress", *[f"--set={o}" for o in ladder]]) == 0
+    capsys.readouterr()
+    out = tmp_path / "all.csv"
+    score = ["score", str(run), "ood:constant", "--count", "6", "--score", "all", "--out", str(out)]
+    assert main([*score, *FAST_BACKGROUND, "--no-progress"]) == 0
+    assert "likelihood_regret left out: likelihood_regret needs an unconditional single-latent" in (
+        capsys.readouterr().err
+    )
+    assert set(read_csv(out)[0]) == {"index", "name", "nll", "bits_per_dim", "complexity", "likelihood_ratio"}
+    report = tmp_path / "report"
+    evaluate = ["evaluate", str(run), "--ood", "ood:letters", "--ood-only", "--ood-count", "60"]
+    assert main([*evaluate, "--out", str(report), "--no-progress"]) == 0
+    pair = json.loads((report / "ood.json").read_text())["pairs"]["ood:letters"]
+    assert "likelihood_regret" not in pair["scores"]
+    hardest = pair["hardest"]["likelihood_ratio"]
+    assert len(hardest) == 5 and all(
+        name in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" for name, *_ in hardest
+    )
+    assert [row[1] for row in hardest] == sorted(row[1] for row in hardest)
+    assert (
+        "Hardest classes of ood:letters for likelihood_ratio (AUROC of each alone): "
+        in (report / "ood.md").read_text()
+    )

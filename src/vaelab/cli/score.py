@@ -22,6 +22,7 @@ from vaelab.cli.scoring import (
     score_names,
     settings_of,
     summary,
+    usable_scores,
     write_rows,
 )
 from vaelab.errors import UsageError
@@ -146,7 +147,7 @@ def run_score(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    scorer.check(names)
+    names = usable_scores(scorer, names, "score") if args.score == "all" else scorer.check(names)
     for failure in inputs.skipped:
         print(f"vaelab score: warning: skipped unreadable file {failure}", file=sys.stderr)
     if inputs.converted:

@@ -25,6 +25,14 @@ def score_names(text: str) -> list[str]:
     return list(SCORES) if text == "all" else check_scores(t.strip() for t in text.split(",") if t.strip())
 
 
+def usable_scores(scorer: Any, names: list[str], command: str) -> list[str]:
+    """For "all": the scores this model can give, with a note on stderr for each it cannot."""
+    names, why = scorer.usable(names)
+    for name, reason in why.items():
+        print(f"vaelab {command}: note: {name} left out: {reason}", file=sys.stderr)
+    return names
+
+
 def settings_of(scorer: Any, name: str) -> dict[str, Any]:
     """What besides K a score's value depends on (a calibration must match it)."""
     if name == "complexity":
@@ -186,7 +194,12 @@ def ood_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, 
         )
         for failure in inputs.skipped:
             print(f"vaelab evaluate: warning: skipped unreadable file {failure}", file=sys.stderr)
-        others[source] = ImageDataset(inputs.images, None, source, None)
+        classes = inputs.class_names
+        others[source] = ImageDataset(
+            inputs.images, inputs.labels, source, None if classes is None else len(classes), classes
+        )
     background = background_for(args, model, data_cfg, names, BackgroundSpec(seed=args.seed))
     scorer = Scorer(model, binarize, args.ood_iw_samples or DEFAULT_K, background, seed=args.seed)
+    if args.ood_scores == "all":
+        names = usable_scores(scorer, names, "evaluate")
     return ood_section(scorer, reference, others, names) | {"split": args.split}

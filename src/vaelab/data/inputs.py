@@ -44,6 +44,8 @@ class Inputs:
     source: str
     skipped: list[str] = field(default_factory=list)  # "name: why" of each unreadable file
     converted: int = 0  # how many were resized or changed channels
+    labels: torch.Tensor | None = None  # a class index per image, for an OOD set made of classes
+    class_names: tuple[str, ...] | None = None
 
 
 def _refuse(name: str, found: tuple[int, ...], shape: Shape) -> DataError:
@@ -149,7 +151,8 @@ def load_inputs(
     dataset_name = source in DatasetName.__args__ and source not in ("folder", "npz", "packed")
     if source.startswith("ood:") or (ood in OOD_SETS and not path.exists() and not dataset_name):
         data = make_ood_set(ood, shape, count, seed, data_dir)
-        return Inputs(data.images, [f"{data.name}[{i}]" for i in range(len(data))], data.name)
+        names = [f"{data.name}[{i}]" for i in range(len(data))]
+        return Inputs(data.images, names, data.name, labels=data.labels, class_names=data.class_names)
     if path.is_dir():
         files = find_images(path)
         if not files:

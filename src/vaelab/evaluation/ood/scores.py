@@ -162,6 +162,18 @@ class Scorer:
             )
         return names
 
+    def usable(self, names: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+        """``names`` split into the scores this model and background can give and, for the others, why
+        not (likelihood regret of a hierarchical VAE): how "all" scores means every score there is."""
+        ok: list[str] = []
+        why: dict[str, str] = {}
+        for name in names:
+            try:
+                ok += self.check([name])
+            except UsageError as exc:
+                why[name] = str(exc)
+        return ok, why
+
     @property
     def mixes_codec(self) -> bool:
         """Whether the likelihood ratio's background is the mixture of the local model and the codec."""
