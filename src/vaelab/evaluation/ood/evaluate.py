@@ -104,12 +104,13 @@ def render_ood(section: dict[str, Any]) -> str:
             cells = [f"{pair['scores'][n][metric]:.3f}" for n in names]
             lines.append(f"| {label} (n={pair['n']}) | " + " | ".join(cells) + " |")
         lines.append("")
-    for label, pair in section["pairs"].items():
-        for name, rows in pair.get("hardest", {}).items():
-            worst = ", ".join(f"{c} {a:.2f}" for c, a, _ in rows)
-            lines.append(f"Hardest classes of {label} for {name} (AUROC of each alone): {worst}")
-    if any("hardest" in pair for pair in section["pairs"].values()):
-        lines.append("")
+    hardest = [
+        f"Hardest classes of {label} for {name} (AUROC of each alone): "
+        + ", ".join(f"{c} {a:.2f}" for c, a, _ in rows)
+        for label, pair in section["pairs"].items()
+        for name, rows in pair.get("hardest", {}).items()
+    ]
+    lines += [*hardest, ""] if hardest else []
     lines += ["| score | images/s | cost |", "|---|---:|---|"]
     for name, info in section["scores"].items():
         lines.append(f"| {name} | {info['images_per_s']:.0f} | {info['cost']} |")
