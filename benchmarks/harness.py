@@ -31,7 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 # The modules whose benchmarks `python -m benchmarks` runs, in the order its help lists them.
-MODULES = ("speed", "pipeline", "quality", "guidance", "reliability", "photos32", "priors", "ood")
+MODULES = ("speed", "pipeline", "quality", "guidance", "reliability", "photos32", "sharp", "priors", "ood")
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 Clock = Callable[[], float]
 STDERR = 2  # where subprocesses write: stdout carries only the report (a descriptor survives capture)

@@ -164,38 +164,3 @@ def lossless_codecs(data: Path | None = None, limit: int | None = None) -> dict[
     versions = {"pillow": PIL.__version__} | {lib: features.version(lib) for lib in ("webp", "zlib")}
     data = {"path": str(path), "split": "test", "patches": n, "shape": tuple(patches.shape[1:])}
     return {"data": data, "libraries": versions, "codecs": codecs}
-
-
-@benchmark
-def sharp(
-    config: str = str(REPO / "configs" / "photos32-sharp.yaml"),
-    dataset: str | None = None,
-    minutes: float = 60.0,
-    overrides: tuple[str, ...] = (),
-    iw_samples: int = 5,
-    n_samples: int = 1000,
-    runs: Path | None = None,
-) -> dict[str, Any]:
-    """Does the adversarial decoder buy sharpness? --config and its non-adversarial twin (the same file with
-    objective.name=elbo) each trained --minutes on --dataset, one after the other, then both scored by
-    `vaelab evaluate` on the test split: PSNR / SSIM, the high-frequency power and Laplacian variance
-    ratios of reconstructions and samples, the near-binary pixel fraction, sample FD / precision / recall.
-    --runs DIR keeps both run directories (their grids), as DIR/sharp and DIR/twin. --dataset: a dataset
-    name or path (default: photos32, found as the photos32 benchmark finds it)."""
-    dataset = dataset or str(data_path(None))
-    sides = {"sharp": [], "twin": ["objective.name=elbo"]}
-    budget = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.image_every=100000"]
-    keep = ("elbo", "log_likelihood", "reconstruction", "sample_quality", "sample_sharpness")
-    scoring = [f"--iw-samples={iw_samples}", f"--n-samples={n_samples}"]
-    out: dict[str, Any] = {"config": config, "dataset": dataset, "minutes": minutes}
-    with tempfile.TemporaryDirectory(prefix="sharp-") as tmp:
-        for side, extra in sides.items():
-            run = (runs or Path(tmp)) / side
-            sets = [f"--set={s}" for s in [*budget, *overrides, *extra]]
-            training = train_cli(run, "--config", config, "--dataset", dataset, *sets)
-            report = evaluate(run, "--dataset", dataset, *scoring)
-            out[side] = {"overrides": [*overrides, *extra], "training": training}
-            out[side] |= {k: report.get(k) for k in keep}
-    parts = dict(hf_power_ratio="reconstruction", frechet_distance="sample_quality", psnr="reconstruction")
-    out["summary"] = {key: {side: out[side][part].get(key) for side in sides} for key, part in parts.items()}
-    return out

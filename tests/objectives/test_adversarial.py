@@ -49,6 +49,25 @@ def test_the_generator_loss_adds_the_weighted_adversarial_term_after_disc_start(
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.decoder.parameters())
 
 
+def test_sample_weight_lets_the_discriminator_judge_prior_samples_and_trains_the_decoder_on_them():
+    model, objective = adversarial(sample_weight=0.5)
+    x = torch.rand(4, 3, 8, 8)
+    out = model(x)
+    torch.manual_seed(3)
+    terms = objective(out)
+    assert terms.fake.shape == (8, 3, 8, 8)  # 4 reconstructions, then 4 decoded prior draws
+    torch.manual_seed(3)
+    samples = model.decode(model.prior.sample(4, 1.0))
+    assert torch.allclose(terms.fake[4:], samples.detach())
+    on_recons = generator_loss(objective.discriminator(terms.fake[:4]), "hinge")
+    on_samples = generator_loss(objective.discriminator(samples), "hinge")
+    assert torch.allclose(terms.stats["g_loss"], on_recons + 0.5 * on_samples, rtol=1e-5)
+    model.zero_grad()
+    on_samples.backward()  # the samples' term reaches the decoder, never the encoder
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    assert all(p.grad is None for p in model.encoder.parameters())
+
+
 def test_hinge_and_non_saturating_losses_match_their_closed_forms():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
     assert discriminator_loss(real, fake, "hinge").item() == pytest.approx(0.5 * (0.25 + 0.5))

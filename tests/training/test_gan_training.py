@@ -27,18 +27,19 @@ def steps(run_dir):
     return [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.parametrize("extra", [(), ("objective.sample_weight=0.5",)], ids=["vqgan", "prior-samples-too"])
 def test_a_run_stopped_mid_gan_training_resumes_to_the_same_losses(
-    blobs_npz, tmp_path, stop_at_step, monkeypatch
+    blobs_npz, tmp_path, stop_at_step, monkeypatch, extra
 ):
-    full = train(config(blobs_npz), tmp_path / "full", progress=False, log=False)
+    full = train(config(blobs_npz, *extra), tmp_path / "full", progress=False, log=False)
     stop_at_step(9)  # of 12 per epoch: the discriminator has trained 6 steps
     with pytest.raises(TrainingInterrupted):
-        train(config(blobs_npz), tmp_path / "cut", progress=False, log=False)
+        train(config(blobs_npz, *extra), tmp_path / "cut", progress=False, log=False)
     monkeypatch.undo()
     saved = Checkpoint.load(tmp_path / "cut" / "checkpoint.pt")
     assert int(saved.objective["module"]["step"]) == 9
     assert saved.objective["optimizer"]["state"], "the discriminator's Adam moments are in the checkpoint"
-    resumed = train(config(blobs_npz), tmp_path / "cut", resume=True, progress=False, log=False)
+    resumed = train(config(blobs_npz, *extra), tmp_path / "cut", resume=True, progress=False, log=False)
     a, b = (Checkpoint.load(r.run_dir / "checkpoint.pt") for r in (full, resumed))
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
     da, db = a.objective["module"], b.objective["module"]
@@ -48,6 +49,7 @@ def test_a_run_stopped_mid_gan_training_resumes_to_the_same_losses(
     assert [r["step"] for r in rows] == list(range(1, a.step + 1))  # one row per step, none twice
     assert "d_loss" not in rows[2]  # before disc_start
     assert {"d_loss", "g_loss", "adaptive_weight", "logits_real", "logits_fake"} <= rows[3].keys()
+    assert ("logits_sample_g" in rows[3]) == bool(extra)  # the decoded prior draws, judged too
     for x, y in zip(full.history, resumed.history, strict=True):
         assert x["train_loss"] == y["train_loss"] and x["val_elbo"] == y["val_elbo"]
         assert x["disc_loss"] == y["disc_loss"] and x["disc_paused"] == y["disc_paused"] == 0

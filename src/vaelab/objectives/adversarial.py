@@ -12,8 +12,10 @@ where a pixel-wise likelihood alone averages them away. The generator minimises
 per image (D: the number of pixel values, so the perceptual term is on the per-image scale of the
 others), where ``x_hat`` is the likelihood's mean and lambda the adaptive weight of VQGAN (eq. 7): the
 ratio of the gradient norms of ``rec`` and ``L_G`` at the decoder's last layer, so neither swamps the
-other whatever their scales. ``elbo``, ``log_px_z`` and ``kl`` in the terms are the plain ELBO's, so runs
-stay comparable with ELBO runs and bits/dim keeps its meaning.
+other whatever their scales. With ``sample_weight`` > 0, ``L_G`` also holds that weight times the
+generator loss of images decoded from prior draws (VAE/GAN, Larsen et al. 2016), which the
+discriminator then judges beside the reconstructions. ``elbo``, ``log_px_z`` and ``kl`` in the terms
+are the plain ELBO's, so runs stay comparable with ELBO runs and bits/dim keeps its meaning.
 
 The discriminator trains with its own Adam after each generator update
 (:meth:`Adversarial.discriminator_step`); its weights, optimiser, step counter and guard counters are
@@ -61,6 +63,10 @@ class AdversarialConfig(BaseModel):
     perceptual_weight: float = Field(default=0.0, ge=0.0)
     perceptual_weights: str | None = None
     disc_weight: float = Field(default=0.5, ge=0.0)
+    # VAE/GAN (Larsen et al. 2016): the discriminator also judges images decoded from prior draws, and
+    # the decoder is trained to make those pass too, at this weight relative to the reconstructions'
+    # adversarial term. 0: only reconstructions are judged (VQGAN, the KL-autoencoders).
+    sample_weight: float = Field(default=0.0, ge=0.0)
     adaptive_weight: bool = True
     # Optimisation steps before the discriminator and the generator's adversarial term start.
     disc_start: int = Field(default=0, ge=0)
@@ -106,6 +112,7 @@ class Adversarial(nn.Module):
         if config.perceptual_weight > 0 and perceptual is None:
             raise ConfigError("objective.perceptual_weight > 0 needs a perceptual feature net (perceptual=)")
         self.likelihood_mean = model.likelihood.mean
+        self._model = (model,)  # in a tuple: the model's weights are not this module's parameters
         # In a tuple, so that the decoder's weight is not registered as one of this module's parameters.
         self._last_layer = (model.decoder.last_layer_weight(),)
         channels = model.image_shape[0]
@@ -164,22 +171,36 @@ class Adversarial(nn.Module):
         rec = self.reconstruction_loss(x, fake, out.log_px_z).mean()
         loss = rec + (self.config.beta * kl_weight * out.kl).mean()
         stats: dict[str, torch.Tensor] = {"rec_loss": rec.detach()}
+        judged = fake
         if self.active and self.config.disc_weight > 0:
             logits = self.discriminator(fake)
             adv = generator_loss(logits, self.config.disc_loss)
+            stats |= {"logits_fake_g": logits.detach().mean()}
+            if self.config.sample_weight:
+                samples = self.prior_samples(x.shape[0])
+                sample_logits = self.discriminator(samples)
+                adv = adv + self.config.sample_weight * generator_loss(sample_logits, self.config.disc_loss)
+                stats["logits_sample_g"] = sample_logits.detach().mean()
+                judged = torch.cat([fake, samples])
             weight = self.adaptive_weight(rec, adv, x[0].numel()) * self.config.disc_weight
             loss = loss + weight * adv
-            stats |= {
-                "g_loss": adv.detach(),
-                "adaptive_weight": weight,
-                "logits_fake_g": logits.detach().mean(),
-            }
+            stats |= {"g_loss": adv.detach(), "adaptive_weight": weight}
         elbo = out.elbo.detach()
-        return AdversarialTerms(loss, elbo, out.log_px_z.detach(), out.kl.detach(), fake.detach(), stats)
+        return AdversarialTerms(loss, elbo, out.log_px_z.detach(), out.kl.detach(), judged.detach(), stats)
+
+    def prior_samples(self, n: int) -> torch.Tensor:
+        """``n`` images decoded from prior draws (random classes for a conditional model), with gradients
+        reaching the decoder: what ``sample_weight`` lets the discriminator judge."""
+        model = self._model[0]
+        with torch.no_grad():
+            z = model.prior.sample(n, 1.0)
+        labels = torch.randint(model.num_classes, (n,), device=z.device) if model.num_classes else None
+        return model.decode(z, labels)
 
     def discriminator_step(self, x: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One update of the discriminator on real ``x`` and the step's reconstructions ``fake``
-        (called once per training step, after the generator's; counts the steps for ``disc_start``)."""
+        """One update of the discriminator on real ``x`` and the step's reconstructions ``fake`` (and
+        decoded prior draws, with ``sample_weight``; called once per training step, after the
+        generator's; counts the steps for ``disc_start``)."""
         stats: dict[str, torch.Tensor] = {}
         if self.active and self.config.disc_weight > 0:
             with torch.autocast(x.device.type, enabled=False):
