@@ -15,7 +15,7 @@ KEEP = ("elbo", "log_likelihood", "reconstruction", "sample_quality", "sample_sh
 SUMMARY = {
     "hf_power_ratio": "reconstruction",
     "psnr": "reconstruction",
-    "frechet_distance": "sample_quality",
+    "fd": "sample_quality",
     "recall": "sample_quality",
     "near_binary_fraction": "sample_sharpness",
 }
