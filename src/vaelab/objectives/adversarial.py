@@ -112,8 +112,8 @@ class Adversarial(nn.Module):
         if config.perceptual_weight > 0 and perceptual is None:
             raise ConfigError("objective.perceptual_weight > 0 needs a perceptual feature net (perceptual=)")
         self.likelihood_mean = model.likelihood.mean
-        self._model = (model,)  # in a tuple: the model's weights are not this module's parameters
-        # In a tuple, so that the decoder's weight is not registered as one of this module's parameters.
+        # In tuples, so that the model and its decoder's weight are not registered as this module's own.
+        self._model = (model,)
         self._last_layer = (model.decoder.last_layer_weight(),)
         channels = model.image_shape[0]
         self.discriminator = PatchDiscriminator(
@@ -189,7 +189,8 @@ class Adversarial(nn.Module):
         return AdversarialTerms(loss, elbo, out.log_px_z.detach(), out.kl.detach(), judged.detach(), stats)
 
     def prior_samples(self, n: int) -> torch.Tensor:
-        """``n`` images decoded from prior draws (random classes for a conditional model), with gradients
+        """``n`` images decoded from top-latent prior draws (random classes for a conditional model; a
+        hierarchical model's lower layers at their prior means, as ``VAE.decode``), with gradients
         reaching the decoder: what ``sample_weight`` lets the discriminator judge."""
         model = self._model[0]
         with torch.no_grad():
