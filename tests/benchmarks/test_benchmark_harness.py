@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -124,6 +126,15 @@ def test_help_lists_every_registered_benchmark(capsys):
     text = capsys.readouterr().out
     assert all(name in text for name in harness.registry())
     assert len(harness.registry()) >= 15
+
+
+def test_every_benchmark_is_listed_on_a_machine_without_the_serve_extra():
+    # A GPU machine, say, with torch but no FastAPI: None in sys.modules makes its import fail.
+    code = "import sys; sys.modules['fastapi'] = None; from benchmarks import harness as h; "
+    code += "print(len(h.registry()))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=harness.REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == len(harness.registry())
 
 
 def test_a_child_process_returns_its_json():
