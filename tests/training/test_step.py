@@ -104,6 +104,19 @@ def test_compiled_step_is_one_graph_even_on_a_cold_kl_dispatch():
     assert not counters["graph_break"]
 
 
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compile_mode_reaches_torch_compile(monkeypatch, mode):
+    """``train.compile_mode`` is torch.compile's ``mode`` (reduce-overhead: CUDA graphs on a GPU)."""
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, mode: seen.append(mode) or fn)
+    config, model, x = _setup(*MLP, "train.compile=true", f"train.compile_mode={mode}")
+    optimizer = build_optimizer(model, config)
+    step = build_step(model, build_objective(config.objective), optimizer, config.train, torch.device("cpu"))
+    assert torch.isfinite(step(x)[0].loss) and seen == [mode]
+    with pytest.raises(ValueError, match="compile_mode"):
+        _setup("train.compile_mode=fast")
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"), [({}, "fp32"), ({"avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16")]
 )

@@ -31,6 +31,9 @@ class TrainConfig(BaseModel):
     # torch.compile the forward pass and the objective (inductor; CPUs too; the backward is compiled
     # with it): fuses the small element-wise ops around the matmuls. Costs ~10-60 s of compilation.
     compile: bool = False
+    # torch.compile's mode: "reduce-overhead" also records the compiled step as CUDA graphs, one
+    # launch for many small kernels (GPUs; for small models whose steps are launch-bound).
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     # Model and 4-d inputs in channels-last (NHWC) memory order, which oneDNN / cuDNN convolutions
     # prefer; no effect on MLPs. See docs/performance.md for when it pays.
     channels_last: bool = False

@@ -84,16 +84,16 @@ def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def _compiled_after_eager_call(fn: Callable[..., LossTerms]) -> Callable[..., LossTerms]:
-    """``torch.compile(fn)``, whose first call runs ``fn`` once eagerly (no gradients, the RNG state
-    restored) before dynamo traces it.
+def _compiled_after_eager_call(fn: Callable[..., LossTerms], mode: str) -> Callable[..., LossTerms]:
+    """``torch.compile(fn, mode=mode)``, whose first call runs ``fn`` once eagerly (no gradients, the
+    RNG state restored) before dynamo traces it.
 
     Lazy Python-side caches fill on that eager call, so dynamo sees a plain dict lookup instead of
     their slow path: torch.distributions' KL dispatch (``kl_divergence``'s first call for a pair of
     types) does ``min()`` over a generator, which dynamo cannot trace; it broke the step into several
     graphs and cost the seed MLP's bf16 + compile step 7.8 ms against 4.7-5.9 (docs/performance.md).
     """
-    compiled = torch.compile(fn)
+    compiled = torch.compile(fn, mode=mode)
     warmed = False
 
     def call(*args: object) -> LossTerms:
@@ -144,14 +144,18 @@ def build_step(
         with autocast:
             return objective(net(x, labels, **objective.forward_kwargs), kl_weight)
 
-    terms_of = _compiled_after_eager_call(compute_terms) if config.compile else compute_terms
+    terms_of = (
+        _compiled_after_eager_call(compute_terms, config.compile_mode) if config.compile else compute_terms
+    )
     discriminator_step = getattr(objective, "discriminator_step", None)  # the adversarial objective's
 
     def step(
         x: torch.Tensor, labels: torch.Tensor | None = None, kl_weight: float = 1.0, weight: float = 1.0
     ) -> tuple[LossTerms, bool]:
-        # kl_weight as a tensor, so torch.compile does not recompile for each value
-        terms = terms_of(to_memory_format(x, config.channels_last), labels, torch.tensor(kl_weight))
+        # kl_weight as a tensor on x's device, so torch.compile neither recompiles for each value nor
+        # (as CUDA graphs) refuses a CPU input
+        kl = torch.tensor(kl_weight, device=x.device)
+        terms = terms_of(to_memory_format(x, config.channels_last), labels, kl)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(terms.loss * weight).backward()
         if guard is not None:
