@@ -31,7 +31,18 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 # The modules whose benchmarks `python -m benchmarks` runs, in the order its help lists them.
-MODULES = ("speed", "pipeline", "quality", "guidance", "reliability", "photos32", "sharp", "priors", "ood")
+MODULES = (
+    "speed",
+    "pipeline",
+    "quality",
+    "guidance",
+    "reliability",
+    "photos32",
+    "sharp",
+    "priors",
+    "ood",
+    "gpu",
+)
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 Clock = Callable[[], float]
 STDERR = 2  # where subprocesses write: stdout carries only the report (a descriptor survives capture)
@@ -233,17 +244,21 @@ def evaluate(model: object, *args: object) -> dict[str, Any]:
 
 def train_cli(run_dir: object, *args: object, **launch: Any) -> dict[str, Any]:
     """``vaelab train ARGS`` into ``run_dir`` in a subprocess (``launch``: as for :func:`vaelab`): what
-    its metrics.jsonl says of the training, and the command's wall seconds."""
-    from vaelab.io.metrics import read_metrics
-
+    its metrics.jsonl says of the training (:func:`training_figures`), and the command's wall seconds."""
     start = time.perf_counter()
     vaelab("train", *args, "--run-dir", run_dir, "--no-progress", **launch)
+    return training_figures(run_dir) | {"wall_seconds": time.perf_counter() - start}
+
+
+def training_figures(run_dir: object) -> dict[str, Any]:
+    """What a finished run's metrics.jsonl says of its training: seconds, images/s, steps, final loss."""
+    from vaelab.io.metrics import read_metrics
+
     rows = [row for row in read_metrics(run_dir) if "train_seconds" in row]
     seconds = sum(row["train_seconds"] for row in rows)
     images = sum(row["images_per_s"] * row["train_seconds"] for row in rows)
     return {
         "train_seconds": seconds,
-        "wall_seconds": time.perf_counter() - start,
         "images_per_s": images / seconds,  # all images seen over all training seconds
         "images_seen": round(images),
         "steps": rows[-1]["step"],

@@ -39,6 +39,7 @@ SWITCHES = {
     "bf16": ["train.precision=bf16"],
     "channels_last": ["train.channels_last=true"],
     "compile": ["train.compile=true"],
+    "cudagraphs": ["train.compile=true", "train.compile_mode=reduce-overhead"],  # compile + CUDA graphs
     "nchw": ["train.channels_last=false"],  # for configs that switch channels_last on
     "noflush": ["train.flush_denormals=false"],
     "onednn_wgrad": [],  # oneDNN's weight gradient for every convolution, not vaelab's GEMM route
