@@ -65,6 +65,7 @@ def gpu_speed(
     variants: tuple[str, ...] = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last"),
     steps: int = 20,
     rounds: int = 5,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Training images/s and peak GPU memory of each speed-switch variant (switches joined by "+", as in
     the throughput benchmark; the first variant is the baseline) at each batch size, the variants of
@@ -75,7 +76,7 @@ def gpu_speed(
         calls, flops, memory = {}, {}, {}
         for variant in variants:
             try:  # a variant that fails (a compiler error, say) is reported, and the others still run
-                call, flops[variant] = cuda_step(config, switches(variant), batch)
+                call, flops[variant] = cuda_step(config, [*overrides, *switches(variant)], batch)
                 torch.cuda.reset_peak_memory_stats(device)
                 for _ in range(5):
                     call()
@@ -121,6 +122,7 @@ def gpu_steps(
     subset: int = 1000,
     keep: str = "",
     device: str = "cuda",
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train --config for --steps steps on the GPU in each of --precisions (the same seed and schedule),
     then evaluate those runs and the --cpu-runs (trained on a CPU for the same steps) with one protocol
@@ -134,7 +136,7 @@ def gpu_steps(
         for precision in precisions:
             run_dir = root / f"gpu-{precision}"
             sets = [f"train.max_steps={steps}", "train.eval_every=0", f"train.device={device}"]
-            sets.append(f"train.precision={precision}")
+            sets += [f"train.precision={precision}", *overrides]
             trained = train_cli(run_dir, "--config", config, *(a for s in sets for a in ("--set", s)))
             runs[f"gpu-{precision}"] = {"dir": run_dir, "train": trained}
         for path in cpu_runs:

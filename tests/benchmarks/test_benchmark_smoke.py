@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import harness
 
@@ -22,8 +23,8 @@ TINY_MLP = " --set model.encoder.hidden_dims=[32] --set model.decoder.hidden_dim
 
 
 def case(args: str, needs: str = "", slow: bool = True) -> tuple[list[str], set[str], bool]:
-    """A smallest setting: its arguments, what it needs ("mnist", "photos32", "pythae", "run": a tiny
-    trained run), and whether it is slow."""
+    """A smallest setting: its arguments, what it needs ("mnist", "photos32", "pythae", "cuda", "run": a
+    tiny trained run), and whether it is slow."""
     return args.split(), set(needs.split()), slow
 
 
@@ -67,6 +68,15 @@ SMOKE = {
     "ood": case(
         "--mnist-run {run} --photos32-run {run} --count 12 --regret-count 4 --plots {tmp}", "run mnist"
     ),
+    "gpu_speed": case(
+        "--config configs/seed.yaml --batch-sizes 4 --variants fp32 bf16 --steps 1 --rounds 1" + TINY_MLP,
+        "cuda",
+    ),
+    "gpu_steps": case(
+        "--config configs/seed.yaml --device cpu --steps 2 --precisions fp32 --iw-samples 1 --subset 4"
+        + DIGITS
+        + TINY_MLP
+    ),
     "sharp": case(
         "--config configs/mnist-sharp.yaml --dataset digits --minutes 0.02 --iw-samples 1 --n-samples 16"
         " --set objective.disc_start=0 --set train.batch_size=16"
@@ -108,6 +118,8 @@ def test_the_smallest_setting_runs(name, args, needs, request, tmp_path, monkeyp
         if not (SHARED / wanted).is_dir():
             pytest.skip(f"{SHARED / wanted} not present")
         monkeypatch.setenv("VAELAB_DATA", str(SHARED))
+    if "cuda" in needs and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU; torch sees none on this machine")
     if name == "peer_pythae" and importlib.util.find_spec("pythae") is None:
         pytest.skip("pythae is not installed (pip install 'vaelab[peer]')")
     if name == "photos32" and "pythae" in needs and not VENV.is_dir():
