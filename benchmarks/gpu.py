@@ -74,7 +74,9 @@ def gpu_speed(
     rows = []
     for batch in batch_sizes:
         calls, flops, memory = {}, {}, {}
+        call = None
         for variant in variants:
+            held = torch.cuda.memory_allocated(device)  # the variants built before this one
             try:  # a variant that fails (a compiler error, say) is reported, and the others still run
                 call, flops[variant] = cuda_step(config, [*overrides, *switches(variant)], batch)
                 torch.cuda.reset_peak_memory_stats(device)
@@ -83,7 +85,7 @@ def gpu_speed(
             except Exception as error:
                 rows.append({"batch": batch, "variant": variant, "error": f"{type(error).__name__}: {error}"})
                 continue
-            memory[variant] = torch.cuda.max_memory_allocated(device) / 2**20
+            memory[variant] = (torch.cuda.max_memory_allocated(device) - held) / 2**20
             calls[variant] = call
         timings = round_robin(calls, rounds, steps, warmup=1)
         for variant, timing in timings.items():
@@ -95,8 +97,8 @@ def gpu_speed(
             rows.append(row)
         timed = [row for row in rows[-len(variants) :] if "images_per_s" in row]
         for row in timed:
-            row[f"speedup_over_{variants[0]}"] = row["images_per_s"] / timed[0]["images_per_s"]
-        del calls
+            row[f"speedup_over_{timed[0]['variant']}"] = row["images_per_s"] / timed[0]["images_per_s"]
+        del calls, call
         torch.cuda.empty_cache()
     return {
         "gpu": torch.cuda.get_device_name(device),

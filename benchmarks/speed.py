@@ -34,7 +34,7 @@ SEED_CONFIG = str(REPO / "configs" / "seed.yaml")
 CPU, CHANNELS_LAST = torch.device("cpu"), torch.channels_last
 # Each speed switch as config overrides; a variant joins switches with "+" (bf16+compile) or "-".
 SWITCHES = {
-    "fp32": [],
+    "fp32": ["train.precision=fp32"],  # also where the config says auto (bf16 on AMX CPUs and GPUs)
     "vaelab": [],  # the config as it is
     "bf16": ["train.precision=bf16"],
     "channels_last": ["train.channels_last=true"],

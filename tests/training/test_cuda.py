@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 )
 HOUR = str(Path(__file__).resolve().parents[2] / "configs" / "mnist-hour.yaml")
 VARIANTS = {
-    "fp32": [],
+    "fp32": ["train.precision=fp32"],
     "bf16": ["train.precision=bf16"],
     "bf16+channels_last": ["train.precision=bf16", "train.channels_last=true"],
     "bf16+compile": ["train.precision=bf16", "train.compile=true"],
@@ -28,7 +28,9 @@ VARIANTS = {
 
 
 def _config(*overrides: str):
-    return load_config(HOUR, ["model.image_shape=[1,28,28]", "train.batch_size=64", *overrides])
+    # fp32 unless a variant says otherwise: the config's precision is auto, which is bf16 on a GPU
+    sets = ["model.image_shape=[1,28,28]", "train.batch_size=64", "train.precision=fp32"]
+    return load_config(HOUR, [*sets, *overrides])
 
 
 def _losses(config, model: VAE, x: torch.Tensor, device: str, steps: int) -> list[float]:
