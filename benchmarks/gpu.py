@@ -17,11 +17,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness import REPO, benchmark, evaluate, round_robin, train_cli, training_figures
-from benchmarks.speed import build_model, switches
-from vaelab.config import load_config
-from vaelab.objectives import build_objective
-from vaelab.training.step import build_step, step_flops
-from vaelab.training.trainer import build_optimizer
+from benchmarks.speed import setup, switches
 
 HOUR_CONFIG = str(REPO / "configs" / "mnist-hour.yaml")
 
@@ -33,29 +29,16 @@ def cuda() -> torch.device:
     return torch.device("cuda")
 
 
-def cuda_step(config_file: str, overrides: list[str], batch: int) -> tuple[Any, float | None]:
-    """A synchronised call of the training step of ``config_file`` on the GPU over one fixed binary
-    batch of ``batch`` images, and the step's FLOPs per image (None where the counter fails)."""
-    device = cuda()
-    config = load_config(config_file, ["train.device=cuda", f"train.batch_size={batch}", *overrides])
-    config, model = build_model(config)
-    model = model.to(device)
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    objective = build_objective(config.objective)  # the ELBO or IWAE bound: no parameters to move
-    step = build_step(model, objective, build_optimizer(model, config), config.train, device)
-    shape = (batch, *config.model.image_shape)
-    x = torch.bernoulli(torch.full(shape, 0.13, device=device), generator=None)
-    try:
-        per_image: float | None = step_flops(model, objective, config.train, device).per_image
-    except Exception:  # the FLOP counter is a nicety here, not the measurement
-        per_image = None
+def cuda_step(config_file: str, overrides: list[str], batch: int) -> tuple[Any, float]:
+    """A synchronised call of the training step of ``config_file`` on the GPU over one fixed batch of
+    ``batch`` images (the throughput benchmark's ``setup``), and the step's FLOPs per image."""
+    _, step, x, flops = setup(config_file, [f"train.batch_size={batch}", *overrides], cuda())
 
     def call() -> None:
         step(x)
         torch.cuda.synchronize()
 
-    return call, per_image
+    return call, flops.per_image
 
 
 @benchmark
@@ -92,8 +75,7 @@ def gpu_speed(
             rate = batch / timing.median
             row = {"batch": batch, "variant": variant, "images_per_s": rate, "step": timing.summary("ms")}
             row["peak_memory_mib"] = memory[variant]
-            if flops[variant]:
-                row["tflop_per_s"] = flops[variant] * rate / 1e12
+            row["tflop_per_s"] = flops[variant] * rate / 1e12
             rows.append(row)
         timed = [row for row in rows[-len(variants) :] if "images_per_s" in row]
         for row in timed:

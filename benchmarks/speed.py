@@ -63,20 +63,23 @@ def build_model(config: RunConfig, image_shape: Iterable[int] = (1, 28, 28)) -> 
     return config, VAE(config.model)
 
 
-def setup(config_file: str, overrides: Iterable[str] = ()) -> tuple[VAE, Callable, torch.Tensor, StepFlops]:
-    """The model of ``config_file`` on the CPU, the training step ``vaelab train`` runs, a fixed batch
+def setup(
+    config_file: str, overrides: Iterable[str] = (), device: torch.device = CPU
+) -> tuple[VAE, Callable, torch.Tensor, StepFlops]:
+    """The model of ``config_file`` on ``device``, the training step ``vaelab train`` runs, a fixed batch
     (binary pixels for a Bernoulli likelihood, 8-bit levels otherwise) and the step's FLOPs."""
-    config, model = build_model(load_config(config_file, ["train.device=cpu", *overrides]))
+    config, model = build_model(load_config(config_file, [f"train.device={device.type}", *overrides]))
+    model = model.to(device)
     if config.train.channels_last:
         model = model.to(memory_format=CHANNELS_LAST)
     objective = build_objective(config.objective)
-    step = build_step(model, objective, build_optimizer(model, config), config.train, CPU)
+    step = build_step(model, objective, build_optimizer(model, config), config.train, device)
     gen, shape = torch.Generator().manual_seed(0), (config.train.batch_size, *config.model.image_shape)
     if config.model.likelihood.name == "bernoulli":
         x = torch.bernoulli(torch.full(shape, 0.13), generator=gen)
     else:
         x = torch.randint(0, 256, shape, generator=gen) / 255.0
-    return model, step, x, step_flops(model, objective, config.train, CPU)
+    return model, step, x.to(device), step_flops(model, objective, config.train, device)
 
 
 @benchmark
