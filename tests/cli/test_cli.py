@@ -121,3 +121,17 @@ def test_console_help_explains_options():
     ).stdout
     for option in ["--temperature", "--seed", "--out", "--grid"]:
         assert option in out
+
+
+def test_train_names_the_best_validation_epoch_when_it_was_not_the_last(blobs_npz, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    args = ["train", "--dataset", str(blobs_npz), "--epochs", "5", "--run-dir", str(run), "--no-progress"]
+    assert main([*args, *TINY, "--set", "train.lr=0.05", "--set", "train.batch_size=32"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min(rows, key=lambda r: r["val_neg_elbo"])
+    said = capsys.readouterr().err
+    named = f"the best validation epoch was {best['epoch']} ({best['val_neg_elbo']:.2f} nats)"
+    assert (named in said and str(run / "model-best") in said) == (best["epoch"] != rows[-1]["epoch"])
+    assert (run / "model-best" / "model.safetensors").is_file()

@@ -64,6 +64,38 @@ def test_the_logged_peak_is_the_best_measured_so_far(tiny_config, tmp_path, monk
         assert r["peak_fraction"] == pytest.approx(r["gflop_per_s"] / r["peak_gflop_per_s"])
 
 
+def test_model_best_holds_the_epoch_with_the_lowest_validation_elbo(tiny_config, tmp_path):
+    from vaelab.models import VAE
+
+    # At lr 0.05 the tiny model's validation ELBO goes up and down (here: best at epoch 4 of 5).
+    run = train(tiny_config(5, "train.lr=0.05"), tmp_path / "run", progress=False, log=False).run_dir
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = min(rows, key=lambda r: r["val_neg_elbo"])
+    saved = json.loads((run / "model-best" / "config.json").read_text())
+    assert saved["epoch"] == best["epoch"] and saved["val_neg_elbo"] == pytest.approx(best["val_neg_elbo"])
+    weights = load_file(run / "model-best" / "model.safetensors")
+    last = load_file(run / "model" / "model.safetensors")
+    same = all(torch.equal(weights[k], last[k]) for k in last)
+    assert same == (best["epoch"] == rows[-1]["epoch"])  # model/ is the last epoch's, model-best the best's
+    VAE.from_pretrained(run / "model-best")  # loads on its own
+    off = train(tiny_config(2, "train.keep_best=false"), tmp_path / "off", progress=False, log=False).run_dir
+    assert not (off / "model-best").exists()
+
+
+def test_the_best_epoch_counts_earlier_launches_and_skips_non_finite_values():
+    from vaelab.training.epoch_report import EpochReport
+
+    report = EpochReport.__new__(EpochReport)  # only is_best's inputs: the validation set and history
+    report.val_set, report.history = [0], [{"val_neg_elbo": 90.0}, {"val_neg_elbo": float("nan")}]
+    assert not report.is_best({"val_neg_elbo": 95.0})  # an earlier launch's 90 stays the best
+    assert report.is_best({"val_neg_elbo": 89.5})
+    assert not report.is_best({"val_neg_elbo": float("nan")})
+    report.history = []
+    assert report.is_best({"val_neg_elbo": 1e9})  # the first epoch is the best so far
+    report.val_set = []
+    assert not report.is_best({"val_neg_elbo": 1.0})  # no validation set: nothing to rank by
+
+
 def test_snapshots_keep_the_model_of_every_nth_epoch_with_its_minutes(tiny_config, tmp_path):
     from vaelab.models import VAE
 

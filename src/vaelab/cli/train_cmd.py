@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -86,4 +87,17 @@ def run(args: argparse.Namespace) -> int:
         f"model in {run_dir / 'model'}, samples in {run_dir / 'samples'})",
         file=sys.stderr,
     )
+    best = _best_epoch(result.history)
+    if config.train.keep_best and best is not None and best["epoch"] != last["epoch"]:
+        print(
+            f"  the best validation epoch was {best['epoch']} ({best['val_neg_elbo']:.2f} nats): "
+            f"its model is in {run_dir / 'model-best'}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _best_epoch(history: list[dict]) -> dict | None:
+    """The row of the epoch with the lowest finite validation -ELBO, or None."""
+    rows = [r for r in history if math.isfinite(r.get("val_neg_elbo", math.nan))]
+    return min(rows, key=lambda r: r["val_neg_elbo"]) if rows else None

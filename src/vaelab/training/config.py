@@ -68,6 +68,9 @@ class TrainConfig(BaseModel):
     # on the test set afterwards (the nll_vs_minutes benchmark) without touching it during training.
     # 0 turns it off.
     snapshot_every: int = Field(default=0, ge=0)
+    # Keep the model of the epoch with the best validation -ELBO so far in run_dir/model-best (the
+    # EMA weights when on), beside model/ (the last epoch's): a run that overfits keeps its best.
+    keep_best: bool = True
 
     # --- Stability. Every option defaults to the plain loop above; docs/training.md says
     # why each exists and where it comes from. Schedules advance on every batch, skipped or not.

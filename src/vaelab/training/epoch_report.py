@@ -4,6 +4,7 @@ image grids, the saved model, and the row logged to metrics.jsonl, TensorBoard a
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 import warnings
@@ -30,6 +31,8 @@ from vaelab.training.setup import Dataset, first_images
 from vaelab.training.state import TrainState
 from vaelab.training.step import StepFlops, step_flops
 
+# Where ``train.keep_best`` keeps the model of the best validation epoch, beside ``model/``.
+BEST_MODEL_DIR = "model-best"
 # Epochs at least this long measure the matmul peak again (~0.3 s) for the log's fraction of peak.
 PEAK_REFRESH_SECONDS = 10.0
 
@@ -134,7 +137,7 @@ class EpochReport:
         if last or epoch % tc.image_every == 0:
             write_grids(model, self.run_dir, epoch, self.grid_z, *self.recon_inputs, self.logger, row["step"])
         snapshot = bool(tc.snapshot_every and (last or epoch % tc.snapshot_every == 0))
-        self.save_model(model, row, snapshot)
+        self.save_model(model, row, snapshot, best=tc.keep_best and self.is_best(row))
         row["epoch_seconds"] = time.perf_counter() - started
         self.logger.log(row, row["step"])
         self.history.append(row)
@@ -160,13 +163,26 @@ class EpochReport:
             out.update(quick_evaluate(model, self.val_set, **opts))
         return out
 
-    def save_model(self, model: VAE, row: dict[str, Any], snapshot: bool) -> None:
-        """``run_dir/model`` (and a snapshot) with the epoch, step, training minutes and data config."""
+    def is_best(self, row: dict[str, Any]) -> bool:
+        """Whether ``row``'s validation -ELBO is finite and lower than every earlier epoch's (those of
+        earlier launches of a resumed run included: ``history`` starts from metrics.jsonl)."""
+        value = row.get("val_neg_elbo", math.nan)
+        if not len(self.val_set) or not math.isfinite(value):
+            return False
+        earlier = [r["val_neg_elbo"] for r in self.history if math.isfinite(r.get("val_neg_elbo", math.nan))]
+        return not earlier or value < min(earlier)
+
+    def save_model(self, model: VAE, row: dict[str, Any], snapshot: bool, best: bool = False) -> None:
+        """``run_dir/model`` (and a snapshot, and ``model-best`` when ``best``) with the epoch, step,
+        training minutes, validation -ELBO and data config."""
         extra = {"epoch": row["epoch"], "step": row["step"], "train_minutes": row["train_minutes"]}
+        extra["val_neg_elbo"] = row.get("val_neg_elbo")
         extra["data"] = self.config.data.model_dump(mode="json")
         model.save_pretrained(self.run_dir / "model", extra=extra)
         if snapshot:
             model.save_pretrained(self.run_dir / "snapshots" / f"epoch-{row['epoch']:04d}", extra=extra)
+        if best:
+            model.save_pretrained(self.run_dir / BEST_MODEL_DIR, extra=extra)
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
