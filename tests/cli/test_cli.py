@@ -123,15 +123,22 @@ def test_console_help_explains_options():
         assert option in out
 
 
-def test_train_names_the_best_validation_epoch_when_it_was_not_the_last(blobs_npz, tmp_path, capsys):
+@pytest.mark.parametrize("kept_epoch, named", [(2, True), (3, False), (None, False)])
+def test_train_names_the_kept_best_epoch_when_it_was_not_the_last(
+    kept_epoch, named, blobs_npz, tmp_path, capsys, monkeypatch
+):
     import json
 
+    import vaelab.training.trainer as trainer
+
     run = tmp_path / "run"
-    args = ["train", "--dataset", str(blobs_npz), "--epochs", "5", "--run-dir", str(run), "--no-progress"]
-    assert main([*args, *TINY, "--set", "train.lr=0.05", "--set", "train.batch_size=32"]) == 0
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    best = min(rows, key=lambda r: r["val_neg_elbo"])
+    history = [{"epoch": e, "val_neg_elbo": v} for e, v in [(1, 99.0), (2, 90.0), (3, 95.0)]]
+    if kept_epoch is not None:
+        (run / "model-best").mkdir(parents=True)
+        kept = {"epoch": kept_epoch, "val_neg_elbo": history[kept_epoch - 1]["val_neg_elbo"]}
+        (run / "model-best" / "config.json").write_text(json.dumps(kept))
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: trainer.TrainResult(run, None, history))
+    assert main(["train", "--dataset", str(blobs_npz), "--run-dir", str(run), "--no-progress", *TINY]) == 0
     said = capsys.readouterr().err
-    named = f"the best validation epoch was {best['epoch']} ({best['val_neg_elbo']:.2f} nats)"
-    assert (named in said and str(run / "model-best") in said) == (best["epoch"] != rows[-1]["epoch"])
-    assert (run / "model-best" / "model.safetensors").is_file()
+    assert ("the best validation epoch was 2 (90.00 nats)" in said) == named
+    assert (str(run / "model-best") in said) == named

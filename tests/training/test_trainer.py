@@ -82,18 +82,29 @@ def test_model_best_holds_the_epoch_with_the_lowest_validation_elbo(tiny_config,
     assert not (off / "model-best").exists()
 
 
-def test_the_best_epoch_counts_earlier_launches_and_skips_non_finite_values():
+def test_the_kept_best_is_beaten_only_by_a_lower_finite_validation_elbo(tmp_path):
     from vaelab.training.epoch_report import EpochReport
 
-    report = EpochReport.__new__(EpochReport)  # only is_best's inputs: the validation set and history
-    report.val_set, report.history = [0], [{"val_neg_elbo": 90.0}, {"val_neg_elbo": float("nan")}]
-    assert not report.is_best({"val_neg_elbo": 95.0})  # an earlier launch's 90 stays the best
-    assert report.is_best({"val_neg_elbo": 89.5})
-    assert not report.is_best({"val_neg_elbo": float("nan")})
-    report.history = []
-    assert report.is_best({"val_neg_elbo": 1e9})  # the first epoch is the best so far
+    report = EpochReport.__new__(EpochReport)  # only is_best's inputs: the run directory, the validation set
+    report.run_dir, report.val_set = tmp_path, [0]
+    assert report.is_best({"epoch": 1, "val_neg_elbo": 1e9})  # nothing kept yet: the first epoch is the best
+    (tmp_path / "model-best").mkdir()
+    (tmp_path / "model-best" / "config.json").write_text(json.dumps({"epoch": 3, "val_neg_elbo": 90.0}))
+    assert not report.is_best({"epoch": 5, "val_neg_elbo": 95.0})  # an earlier launch's 90 stays the best
+    assert report.is_best({"epoch": 5, "val_neg_elbo": 89.5})
+    assert not report.is_best({"epoch": 5, "val_neg_elbo": float("nan")})
+    assert report.is_best({"epoch": 3, "val_neg_elbo": 95.0})  # kept by an epoch a crash lost: replaced
     report.val_set = []
-    assert not report.is_best({"val_neg_elbo": 1.0})  # no validation set: nothing to rank by
+    assert not report.is_best({"epoch": 5, "val_neg_elbo": 1.0})  # no validation set: nothing to rank by
+
+
+def test_without_a_validation_set_the_saved_config_stays_strict_json(tiny_config, tmp_path):
+    def refuse(name):
+        raise ValueError(f"{name} in config.json")
+
+    run = train(tiny_config(1, "data.val_fraction=0"), tmp_path / "run", progress=False, log=False).run_dir
+    saved = json.loads((run / "model" / "config.json").read_text(), parse_constant=refuse)
+    assert saved["val_neg_elbo"] is None and not (run / "model-best").exists()
 
 
 def test_snapshots_keep_the_model_of_every_nth_epoch_with_its_minutes(tiny_config, tmp_path):

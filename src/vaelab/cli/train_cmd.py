@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     run directory receives the resolved config, metrics (JSONL and TensorBoard), sample and
     reconstruction grids per epoch, a loss curve, a checkpoint and the saved model (RUN_DIR/model).
     """
+    from vaelab.models.saving import BEST_MODEL_DIR
+    from vaelab.training.epoch_report import kept_best
     from vaelab.training.signals import TrainingInterrupted
     from vaelab.training.trainer import train
 
@@ -87,17 +88,11 @@ def run(args: argparse.Namespace) -> int:
         f"model in {run_dir / 'model'}, samples in {run_dir / 'samples'})",
         file=sys.stderr,
     )
-    best = _best_epoch(result.history)
-    if config.train.keep_best and best is not None and best["epoch"] != last["epoch"]:
+    best = kept_best(run_dir) if config.train.keep_best else None
+    if best is not None and best[0] != last["epoch"]:
         print(
-            f"  the best validation epoch was {best['epoch']} ({best['val_neg_elbo']:.2f} nats): "
-            f"its model is in {run_dir / 'model-best'}",
+            f"  the best validation epoch was {best[0]} ({best[1]:.2f} nats): "
+            f"its model is in {run_dir / BEST_MODEL_DIR}",
             file=sys.stderr,
         )
     return 0
-
-
-def _best_epoch(history: list[dict]) -> dict | None:
-    """The row of the epoch with the lowest finite validation -ELBO, or None."""
-    rows = [r for r in history if math.isfinite(r.get("val_neg_elbo", math.nan))]
-    return min(rows, key=lambda r: r["val_neg_elbo"]) if rows else None

@@ -7,6 +7,7 @@ They sit in the run directory the training loop writes, beside the rest of it::
     RUN/metrics.jsonl      one JSON object per epoch        RUN/tensorboard/   the same scalars + grids
     RUN/steps.jsonl        per-step scalars of objectives that log them (GAN losses, logits, weights)
     RUN/checkpoint.pt      latest state (atomic)            RUN/model/         latest saved model
+    RUN/model-best/        the saved model of the epoch with the best validation -ELBO (train.keep_best)
     RUN/samples/epoch_NNN.png, RUN/reconstructions/epoch_NNN.png, RUN/loss_curve.png
 """
 

@@ -24,6 +24,10 @@ from vaelab.io.atomic import atomic_write
 from vaelab.models.config import ModelConfig
 
 CONFIG_NAME = "config.json"
+# The folders of a run directory that hold a saved model: the last epoch's, and (train.keep_best) the
+# epoch's with the best validation -ELBO.
+MODEL_DIR = "model"
+BEST_MODEL_DIR = "model-best"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "vaelab-vae"
 FORMAT_VERSION = 1

@@ -22,6 +22,7 @@ from vaelab.data import DataConfig, ImageDataset, load_dataset, to_float
 from vaelab.generation import PCAProjection, project_pca, sample
 from vaelab.generation.conditional import balanced_labels
 from vaelab.io.metrics import read_metrics
+from vaelab.models.saving import BEST_MODEL_DIR, MODEL_DIR
 from vaelab.models.vae import CONFIG_NAME, VAE, resolve_model_dir
 
 # How many test images the KL ranking and the map use: enough for a stable picture, few enough to
@@ -204,16 +205,20 @@ def _slug(text: str) -> str:
 
 
 def _run_dir(model_dir: Path) -> Path | None:
-    """The run directory a saved model belongs to (RUN/model -> RUN), or None for a bare saved model."""
+    """The run directory a saved model belongs to (RUN/model or RUN/model-best -> RUN), or None for a
+    bare saved model."""
     parent = model_dir.parent
     is_run = (parent / "config.yaml").is_file() or (parent / "metrics.jsonl").is_file()
-    return parent if model_dir.name == "model" and is_run else None
+    return parent if model_dir.name in (MODEL_DIR, BEST_MODEL_DIR) and is_run else None
 
 
 def _display_name(model_dir: Path) -> str:
-    """A model's name on the page: its run directory's name (not 'model'), else its own directory's."""
+    """A model's name on the page: its run directory's name (not 'model'; RUN-best for the run's
+    model-best), else its own directory's."""
     run_dir = _run_dir(model_dir)
-    return (run_dir or model_dir).resolve().name
+    if run_dir is None:
+        return model_dir.resolve().name
+    return run_dir.resolve().name + ("-best" if model_dir.name == BEST_MODEL_DIR else "")
 
 
 def load_served_model(path: str | Path, model_id: str, device: str | torch.device = "cpu") -> ServedModel:

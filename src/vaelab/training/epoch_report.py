@@ -4,6 +4,7 @@ image grids, the saved model, and the row logged to metrics.jsonl, TensorBoard a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -19,6 +20,7 @@ from vaelab.evaluation.dataset_elbo import evaluate_elbo
 from vaelab.evaluation.measure import quick_evaluate
 from vaelab.io.images import interleave_rows, make_grid, save_grid
 from vaelab.io.metrics import MetricsLogger, plot_loss_curve, read_metrics
+from vaelab.models.saving import BEST_MODEL_DIR, CONFIG_NAME
 from vaelab.models.vae import VAE
 from vaelab.perf import matmul_peak
 from vaelab.runtime import derive_seed, peak_rss_mb
@@ -31,8 +33,6 @@ from vaelab.training.setup import Dataset, first_images
 from vaelab.training.state import TrainState
 from vaelab.training.step import StepFlops, step_flops
 
-# Where ``train.keep_best`` keeps the model of the best validation epoch, beside ``model/``.
-BEST_MODEL_DIR = "model-best"
 # Epochs at least this long measure the matmul peak again (~0.3 s) for the log's fraction of peak.
 PEAK_REFRESH_SECONDS = 10.0
 
@@ -164,25 +164,38 @@ class EpochReport:
         return out
 
     def is_best(self, row: dict[str, Any]) -> bool:
-        """Whether ``row``'s validation -ELBO is finite and lower than every earlier epoch's (those of
-        earlier launches of a resumed run included: ``history`` starts from metrics.jsonl)."""
+        """Whether ``row``'s validation -ELBO is finite and lower than the one of the model kept in
+        ``model-best`` (by an earlier epoch, of this launch or an earlier one): the kept model is the
+        record, so a run resumed with keep_best newly on, or past an epoch lost to a crash, still
+        keeps its best from here on."""
         value = row.get("val_neg_elbo", math.nan)
         if not len(self.val_set) or not math.isfinite(value):
             return False
-        earlier = [r["val_neg_elbo"] for r in self.history if math.isfinite(r.get("val_neg_elbo", math.nan))]
-        return not earlier or value < min(earlier)
+        kept = kept_best(self.run_dir)
+        return kept is None or kept[0] >= row["epoch"] or value < kept[1]
 
     def save_model(self, model: VAE, row: dict[str, Any], snapshot: bool, best: bool = False) -> None:
         """``run_dir/model`` (and a snapshot, and ``model-best`` when ``best``) with the epoch, step,
         training minutes, validation -ELBO and data config."""
         extra = {"epoch": row["epoch"], "step": row["step"], "train_minutes": row["train_minutes"]}
-        extra["val_neg_elbo"] = row.get("val_neg_elbo")
+        value = row.get("val_neg_elbo", math.nan)  # NaN without a validation set: JSON has no NaN
+        extra["val_neg_elbo"] = value if math.isfinite(value) else None
         extra["data"] = self.config.data.model_dump(mode="json")
         model.save_pretrained(self.run_dir / "model", extra=extra)
         if snapshot:
             model.save_pretrained(self.run_dir / "snapshots" / f"epoch-{row['epoch']:04d}", extra=extra)
         if best:
             model.save_pretrained(self.run_dir / BEST_MODEL_DIR, extra=extra)
+
+
+def kept_best(run_dir: Path) -> tuple[int, float] | None:
+    """(epoch, validation -ELBO) of the model ``train.keep_best`` kept in ``run_dir/model-best``, or None."""
+    try:
+        saved = json.loads((run_dir / BEST_MODEL_DIR / CONFIG_NAME).read_text())
+        epoch, value = int(saved["epoch"]), float(saved["val_neg_elbo"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (epoch, value) if math.isfinite(value) else None
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
