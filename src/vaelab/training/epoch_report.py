@@ -20,7 +20,7 @@ from vaelab.evaluation.dataset_elbo import evaluate_elbo
 from vaelab.evaluation.measure import quick_evaluate
 from vaelab.io.images import interleave_rows, make_grid, save_grid
 from vaelab.io.metrics import MetricsLogger, plot_loss_curve, read_metrics
-from vaelab.models.saving import BEST_MODEL_DIR, CONFIG_NAME
+from vaelab.models.saving import BEST_MODEL_DIR, CONFIG_NAME, MODEL_DIR
 from vaelab.models.vae import VAE
 from vaelab.perf import matmul_peak
 from vaelab.runtime import derive_seed, peak_rss_mb
@@ -181,7 +181,7 @@ class EpochReport:
         value = row.get("val_neg_elbo", math.nan)  # NaN without a validation set: JSON has no NaN
         extra["val_neg_elbo"] = value if math.isfinite(value) else None
         extra["data"] = self.config.data.model_dump(mode="json")
-        model.save_pretrained(self.run_dir / "model", extra=extra)
+        model.save_pretrained(self.run_dir / MODEL_DIR, extra=extra)
         if snapshot:
             model.save_pretrained(self.run_dir / "snapshots" / f"epoch-{row['epoch']:04d}", extra=extra)
         if best:
