@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     run directory receives the resolved config, metrics (JSONL and TensorBoard), sample and
     reconstruction grids per epoch, a loss curve, a checkpoint and the saved model (RUN_DIR/model).
     """
-    from vaelab.models.saving import BEST_MODEL_DIR
+    from vaelab.models.saving import BEST_MODEL_DIR, MODEL_DIR
     from vaelab.training.epoch_report import kept_best
     from vaelab.training.signals import TrainingInterrupted
     from vaelab.training.trainer import train
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     last = result.history[-1]
     print(
         f"done: {run_dir}  (validation -ELBO {last.get('val_neg_elbo', float('nan')):.2f} nats; "
-        f"model in {run_dir / 'model'}, samples in {run_dir / 'samples'})",
+        f"model in {run_dir / MODEL_DIR}, samples in {run_dir / 'samples'})",
         file=sys.stderr,
     )
     best = kept_best(run_dir) if config.train.keep_best else None

@@ -113,11 +113,11 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
 def resolve_model_dir(path: str | Path) -> Path:
     """A saved-model directory (has config.json) or a run directory (has model/config.json)."""
     path = Path(path)
-    for candidate in (path, path / "model"):
+    for candidate in (path, path / MODEL_DIR):
         if (candidate / CONFIG_NAME).is_file():
             return candidate
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist: give a run directory or a saved-model directory.")
     raise ModelLoadError(
-        f"{path} holds no saved model: expected {path / CONFIG_NAME} or {path / 'model' / CONFIG_NAME}."
+        f"{path} holds no saved model: expected {path / CONFIG_NAME} or {path / MODEL_DIR / CONFIG_NAME}."
     )

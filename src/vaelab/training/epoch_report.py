@@ -168,8 +168,8 @@ class EpochReport:
         ``model-best`` (by an earlier epoch, of this launch or an earlier one): the kept model is the
         record, so a run resumed with keep_best newly on, or past an epoch lost to a crash, still
         keeps its best from here on."""
-        value = row.get("val_neg_elbo", math.nan)
-        if not len(self.val_set) or not math.isfinite(value):
+        value = _finite(row.get("val_neg_elbo"))
+        if not len(self.val_set) or value is None:
             return False
         kept = kept_best(self.run_dir)
         return kept is None or kept[0] >= row["epoch"] or value < kept[1]
@@ -178,8 +178,8 @@ class EpochReport:
         """``run_dir/model`` (and a snapshot, and ``model-best`` when ``best``) with the epoch, step,
         training minutes, validation -ELBO and data config."""
         extra = {"epoch": row["epoch"], "step": row["step"], "train_minutes": row["train_minutes"]}
-        value = row.get("val_neg_elbo", math.nan)  # NaN without a validation set: JSON has no NaN
-        extra["val_neg_elbo"] = value if math.isfinite(value) else None
+        # None where it is NaN (no validation set): JSON has no NaN.
+        extra["val_neg_elbo"] = _finite(row.get("val_neg_elbo"))
         extra["data"] = self.config.data.model_dump(mode="json")
         model.save_pretrained(self.run_dir / MODEL_DIR, extra=extra)
         if snapshot:
@@ -192,10 +192,19 @@ def kept_best(run_dir: Path) -> tuple[int, float] | None:
     """(epoch, validation -ELBO) of the model ``train.keep_best`` kept in ``run_dir/model-best``, or None."""
     try:
         saved = json.loads((run_dir / BEST_MODEL_DIR / CONFIG_NAME).read_text())
-        epoch, value = int(saved["epoch"]), float(saved["val_neg_elbo"])
+        epoch, value = int(saved["epoch"]), _finite(saved["val_neg_elbo"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return (epoch, value) if math.isfinite(value) else None
+    return None if value is None else (epoch, value)
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a float where it is a finite number, else None (missing, NaN or infinite)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
