@@ -16,7 +16,8 @@ from vaelab.evaluation import (
     radial_power_spectrum,
     sharpness_ratios,
 )
-from vaelab.evaluation.sharpness import ratio_of_means, sample_sharpness
+from vaelab.evaluation.report import write_report
+from vaelab.evaluation.sharpness import ratio_of_means, sample_sharpness, spectrum_ratio
 from vaelab.evaluation.tables import render_report
 from vaelab.models import VAE, ModelConfig
 
@@ -123,6 +124,22 @@ def test_near_binary_fraction_against_hand_counts():
     assert near_binary_fraction(torch.full((1, 1, 4, 4), 0.5)).tolist() == [0.0]
 
 
+def test_spectrum_ratio_shows_a_faint_checkerboard_as_a_spike_not_as_detail():
+    data = gaussian_blur(strokes(n=20, side=16), 0.7)
+    same = spectrum_ratio(data, data)
+    assert same["radius"] == radial_power_spectrum(data)[1].tolist()
+    assert all(r == pytest.approx(1.0) for r in same["ratio"][1:])  # bin 0 (the means) holds no power
+    # A checkerboard 2% of the range deep: invisible, but where the smooth data has almost no power.
+    faint = data + 0.02 * (checkerboard(16) - 0.5)
+    spiked = spectrum_ratio(faint, data)
+    corner = max(range(len(spiked["radius"])), key=lambda i: spiked["radius"][i])
+    assert spiked["ratio"][corner] > 2
+    middle = [i for i, r in enumerate(spiked["radius"]) if 0.25 < r <= 0.5]
+    assert all(spiked["ratio"][i] == pytest.approx(1.0, rel=1e-6) for i in middle)
+    # The one HF number rises as though detail were added; the curve says where it came from.
+    assert sharpness_ratios(faint, data, paired=True)["hf_power_ratio"] > 1.05
+
+
 def test_sample_sharpness_compares_two_sets_and_reports_both_near_binary_fractions():
     data = (strokes(n=20) * 255).round().to(torch.uint8)
     blurry = gaussian_blur(strokes(n=30, seed=3), 1.5)
@@ -135,7 +152,7 @@ def test_sample_sharpness_compares_two_sets_and_reports_both_near_binary_fractio
     assert out["near_binary_tolerance"] == 0.1
 
 
-def test_evaluate_reports_sharpness_on_a_tiny_model():
+def test_evaluate_reports_sharpness_on_a_tiny_model(tmp_path):
     torch.manual_seed(0)
     cfg = {"image_shape": (1, 8, 8), "latent_dim": 2, "encoder": {"name": "mlp", "hidden_dims": [16]}}
     cfg["decoder"] = {"name": "mlp", "hidden_dims": [16]}
@@ -164,6 +181,11 @@ def test_evaluate_reports_sharpness_on_a_tiny_model():
     ):
         assert label in table
     assert "10 samples / 12 test images" in table
+    for section in (recon, sharp):
+        assert len(section["spectrum"]["ratio"]) == len(section["spectrum"]["radius"]) > 1
+    assert "Power by frequency above half Nyquist" in table and "| samples / data |" in table
+    write_report(report, tmp_path)
+    assert (tmp_path / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_without_samples_the_sample_sharpness_section_says_why():

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.evaluation.likelihood import mean_and_se
-from vaelab.evaluation.sharpness import DETAIL_MEASURES, ratio_of_means
+from vaelab.evaluation.sharpness import (
+    DETAIL_MEASURES,
+    radial_power_spectrum,
+    ratio_of_means,
+    ratio_of_spectra,
+)
 from vaelab.models.vae import VAE
 
 _MSE_FLOOR = 1e-10  # a perfect reconstruction would have infinite PSNR; cap it at 100 dB
@@ -62,7 +68,7 @@ def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int = 1000) -> dict[str, float]:
+def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int = 1000) -> dict[str, Any]:
     """Mean per-pixel MSE, PSNR (dB) and SSIM over ``dataset``, each with its standard error, and the
     sharpness ratios of the reconstructions over their inputs (``hf_power_ratio``,
     ``laplacian_var_ratio``: 1 keeps all the fine detail, below 1 is blur), paired image by image.
@@ -85,20 +91,24 @@ def reconstruction_metrics(model: VAE, dataset: ImageDataset, *, batch_size: int
         model.train(was_training)
 
 
-def compare_reconstructions(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+def compare_reconstructions(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
     """:func:`reconstruction_metrics`' figures for (reconstructions, targets) batches of (B, C, H, W)
     pixels in [0, 1] from any source (a peer library's outputs, say), so that both are scored alike."""
     mse, ps, ss = [], [], []
     # per ratio: the per-image measure, its values on the reconstructions, on the inputs
     detail = {name: (measure, [], []) for name, measure in DETAIL_MEASURES.items()}
+    spectra, radius = None, None  # the reconstructions' and the inputs' radial spectra, summed
     for recon, x in pairs:
+        (mine, radius), (theirs, _) = radial_power_spectrum(recon), radial_power_spectrum(x)
+        both = torch.stack([mine.sum(0), theirs.sum(0)]).cpu()
+        spectra = both if spectra is None else spectra + both
         mse.append(((recon - x) ** 2).flatten(1).mean(1).cpu())
         ps.append(psnr(recon, x).cpu())
         ss.append(ssim(recon, x).cpu())
         for measure, of_recon, of_input in detail.values():
             of_recon.append(measure(recon))
             of_input.append(measure(x))
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for name, parts in (("mse", mse), ("psnr", ps), ("ssim", ss)):
         values = torch.cat(parts) if parts else torch.empty(0)
         out[name], out[f"{name}_se"] = mean_and_se(values)
@@ -110,4 +120,6 @@ def compare_reconstructions(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) 
             out[name], out[f"{name}_se"] = ratio_of_means(
                 torch.cat(of_recon), torch.cat(of_input), paired=True
             )
+    if spectra is not None and radius is not None:
+        out["spectrum"] = ratio_of_spectra(spectra[0], spectra[1], radius.cpu())
     return out

@@ -134,13 +134,17 @@ def evaluate_model(
 
 
 def write_report(report: dict[str, Any], directory: str | Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``directory`` (atomically); return both paths."""
-    from vaelab.evaluation.tables import render_report
+    """Write ``report.json`` and ``report.md`` into ``directory`` (atomically), and ``spectrum.png``
+    (the power-spectrum ratio curves) when the report has them; return the first two paths."""
+    from vaelab.evaluation.sharpness import plot_spectrum_ratios
+    from vaelab.evaluation.tables import render_report, spectra
 
     directory = Path(directory)
     json_path, md_path = directory / "report.json", directory / "report.md"
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     atomic_write_text(md_path, render_report(report))
+    if curves := spectra(report):
+        plot_spectrum_ratios(directory / "spectrum.png", curves)
     return json_path, md_path
 
 

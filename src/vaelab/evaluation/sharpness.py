@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +81,62 @@ def high_frequency_power(images: torch.Tensor, cutoff: float = HALF_NYQUIST) -> 
         return spectrum[:, radius > cutoff].sum(1)
 
     return _per_image(hf, images)
+
+
+def mean_radial_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean over ``images`` of :func:`radial_power_spectrum`, in chunks: ((R,) power, (R,) radius)."""
+    total, radius = None, torch.empty(0, dtype=torch.float64)
+    for i in range(0, len(images), _CHUNK):
+        spectrum, radius = radial_power_spectrum(images[i : i + _CHUNK])
+        part = spectrum.sum(0).cpu()
+        total = part if total is None else total + part
+    if total is None:
+        return torch.empty(0, dtype=torch.float64), radius
+    return total / len(images), radius.cpu()
+
+
+def spectrum_ratio(images: torch.Tensor, references: torch.Tensor) -> dict[str, list[float]]:
+    """Where the detail is, radius by radius: the mean radial power spectrum of ``images`` over that of
+    ``references`` (cycles per pixel; 1 = as much power at that frequency as the references).
+
+    The HF power ratio is one number for everything above half Nyquist; this shows whether it comes
+    from the whole band (real detail) or from a spike (a periodic artefact: stripes at radius 0.5, a
+    pixel checkerboard in the corner bin at 0.71), which can carry a large part of that one number while
+    adding under one grey level to any pixel, because the data have almost no power there.
+    """
+    mine, radius = mean_radial_spectrum(images)
+    return ratio_of_spectra(mine, mean_radial_spectrum(references)[0], radius)
+
+
+def ratio_of_spectra(
+    mine: torch.Tensor, theirs: torch.Tensor, radius: torch.Tensor
+) -> dict[str, list[float]]:
+    """{"radius", "ratio"}: ``mine`` / ``theirs`` bin by bin (NaN where ``theirs`` has no power)."""
+    ratio = torch.where(theirs > 0, mine / theirs.clamp(min=1e-300), torch.full_like(mine, math.nan))
+    return {"radius": radius.tolist(), "ratio": ratio.tolist()}
+
+
+def plot_spectrum_ratios(path: str | Path, curves: dict[str, dict[str, list[float]]]) -> Path:
+    """Write a PNG of :func:`spectrum_ratio` curves (label -> {"radius", "ratio"}), log scale, with the
+    data's level (1) and the half-Nyquist and Nyquist radii marked: what the one HF number sums."""
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures stay untouched
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=110)
+    ax = fig.subplots()
+    for label, curve in curves.items():
+        ax.plot(curve["radius"], curve["ratio"], marker=".", label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    for r, name in ((HALF_NYQUIST, "half Nyquist"), (0.5, "Nyquist")):
+        ax.axvline(r, color="grey", linestyle=":", linewidth=0.8)
+        ax.text(r, 1.0, f" {name}", color="grey", fontsize=8, rotation=90, va="bottom")
+    ax.set_yscale("log")
+    ax.set_xlabel("radius (cycles per pixel)")
+    ax.set_ylabel("power / the data's power")
+    ax.set_title("Where the fine detail is: power spectrum ratio by frequency", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
 
 
 def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
@@ -151,12 +209,13 @@ def sharpness_ratios(images: torch.Tensor, references: torch.Tensor, *, paired: 
     return out
 
 
-def sample_sharpness(samples: torch.Tensor, references: torch.Tensor) -> dict[str, float | int]:
+def sample_sharpness(samples: torch.Tensor, references: torch.Tensor) -> dict[str, Any]:
     """Prior samples against the data as two sets: the sharpness ratios and the near-binary fraction
     of each (means over images, with standard errors)."""
-    out: dict[str, float | int] = {"samples": len(samples), "reference_images": len(references)}
+    out: dict[str, Any] = {"samples": len(samples), "reference_images": len(references)}
     out.update(sharpness_ratios(samples, references, paired=False))
     for key, images in (("near_binary_fraction", samples), ("data_near_binary_fraction", references)):
         out[key], out[f"{key}_se"] = mean_and_se(near_binary_fraction(images))
     out["near_binary_tolerance"] = NEAR_BINARY_TOLERANCE
+    out["spectrum"] = spectrum_ratio(samples, references)
     return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from vaelab.evaluation.sharpness import HALF_NYQUIST
+
 # The rows of a report's table, one number each: label | the number's key in the report | what it was
 # measured on. The number's standard error, where it has one, sits beside it under the key plus "_se".
 # A label indented by two spaces details the row above and is left out when it has no value. A note is
@@ -164,10 +166,33 @@ def render_report(report: dict[str, Any]) -> str:
     if sq.get("available"):
         lines += ["", f"Feature space: {sq['feature_space']}. Samples: {sq['sample_kind']}."]
         lines += render_references(sq, report["data"]["split"])
+    lines += render_spectra(spectra(report))
     inc = report.get("inception_fid", {})
     if not inc.get("available"):
         lines += ["", f"Inception-v3 FID unavailable: {inc.get('reason', 'not computed')}."]
     return "\n".join(lines) + "\n"
+
+
+_SPECTRA = (("reconstructions / inputs", "reconstruction"), ("samples / data", "sample_sharpness"))
+
+
+def spectra(report: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """The report's power-spectrum ratio curves by what they compare (reconstructions, samples)."""
+    return {label: c for label, key in _SPECTRA if (c := (report.get(key) or {}).get("spectrum"))}
+
+
+def render_spectra(curves: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The curves above half Nyquist as a Markdown table, one column per radius (empty without curves)."""
+    if not curves:
+        return []
+    radius = next(iter(curves.values()))["radius"]
+    kept = [i for i, r in enumerate(radius) if r > HALF_NYQUIST]
+    lines = ["", "## Power by frequency above half Nyquist, over the data's (spectrum.png)", ""]
+    lines += ["| radius (cycles/pixel) | " + " | ".join(f"{radius[i]:.2f}" for i in kept) + " |"]
+    lines += ["|---|" + "---|" * len(kept)]
+    for label, curve in curves.items():
+        lines += [f"| {label} | " + " | ".join(f"{curve['ratio'][i]:.3g}" for i in kept) + " |"]
+    return lines
 
 
 _REFERENCE_COLUMNS = ("fd", "precision", "recall", "density", "coverage")
