@@ -22,6 +22,7 @@ from vaelab.evaluation.ood.evaluate import ood_section
 from vaelab.evaluation.ood.plot import plot_scores
 from vaelab.evaluation.ood.scores import DEFAULT_K, DEFAULT_SCORE, SCORES, Scorer
 from vaelab.models import VAE
+from vaelab.models.saving import MODEL_DIR
 
 MAIN_PHOTOS32_RUN = REPO.parent / "main" / "runs" / "photos32-vector-25min"
 TARGETS = {"mnist": 0.98, "photos32": 0.95}  # the AUROC the default score aims at on every pair
@@ -29,8 +30,8 @@ TARGETS = {"mnist": 0.98, "photos32": 0.95}  # the AUROC the default score aims 
 
 def _model_dir(run: Path, work: Path, name: str) -> Path:
     """A writable copy of ``run``'s saved model (the background and calibration go beside it)."""
-    source = run / "model" if (run / "model" / "config.json").is_file() else run
-    target = work / name / "model"
+    source = run / MODEL_DIR if (run / MODEL_DIR / "config.json").is_file() else run
+    target = work / name / MODEL_DIR
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("ood-*"))
     return target
 
@@ -154,7 +155,7 @@ def ood(
         "background_noise": background_noise,
         "codec_mixture": codec_mixture,
     }
-    if photos32_run is None and (MAIN_PHOTOS32_RUN / "model" / "config.json").is_file():
+    if photos32_run is None and (MAIN_PHOTOS32_RUN / MODEL_DIR / "config.json").is_file():
         photos32_run = MAIN_PHOTOS32_RUN
     results: dict[str, Any] = {
         "threads": torch.get_num_threads(),

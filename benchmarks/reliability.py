@@ -30,6 +30,7 @@ from vaelab.data.synthetic import quadrant_squares
 from vaelab.evaluation import evaluate_elbo
 from vaelab.io.metrics import STEPS_NAME, read_metrics
 from vaelab.models import VAE
+from vaelab.models.saving import MODEL_DIR, WEIGHTS_NAME
 from vaelab.serve.images import data_url
 from vaelab.training import PoisonedWeightsError, load_checkpoint, prepare_data
 
@@ -254,12 +255,12 @@ def fault_injection(
             started = started or (run_dir / "checkpoint.pt").exists()
             done, after = before + count_lines(step_log), checkpoint_step(run_dir)  # raises if corrupt
             if after is not None:
-                loads = VAE.from_pretrained(run_dir) is not None if (run_dir / "model").exists() else None
+                loads = VAE.from_pretrained(run_dir) is not None if (run_dir / MODEL_DIR).exists() else None
                 lost.append(done - after)
                 row = {"kill": i, "steps_done": done, "checkpoint_step": after, "model_loads": loads}
                 kill_log.append(row)
         child(run_dir, tmp / "final-steps", started, wait=True)
-        a, b = (load_file(str(d / "model" / "model.safetensors")) for d in (ref_dir, run_dir))
+        a, b = (load_file(str(d / MODEL_DIR / WEIGHTS_NAME)) for d in (ref_dir, run_dir))
         return {
             "kills": len(kill_log),
             "total_steps": total_steps,
