@@ -111,9 +111,11 @@ def spectrum_ratio(images: torch.Tensor, references: torch.Tensor) -> dict[str, 
 def ratio_of_spectra(
     mine: torch.Tensor, theirs: torch.Tensor, radius: torch.Tensor
 ) -> dict[str, list[float]]:
-    """{"radius", "ratio"}: ``mine`` / ``theirs`` bin by bin (NaN where ``theirs`` has no power)."""
+    """{"radius", "ratio"}: ``mine`` / ``theirs`` bin by bin (NaN where ``theirs`` has no power), from
+    the first bin above 0 (the DC bin holds nothing but rounding error once the means are removed)."""
     ratio = torch.where(theirs > 0, mine / theirs.clamp(min=1e-300), torch.full_like(mine, math.nan))
-    return {"radius": radius.tolist(), "ratio": ratio.tolist()}
+    kept = radius > 0
+    return {"radius": radius[kept].tolist(), "ratio": ratio[kept].tolist()}
 
 
 def plot_spectrum_ratios(path: str | Path, curves: dict[str, dict[str, list[float]]]) -> Path:
