@@ -5,6 +5,7 @@ import math
 import torch
 
 from vaelab.evaluation import compare_reconstructions, psnr, ssim
+from vaelab.evaluation.sharpness import spectrum_ratio
 
 
 def test_psnr_of_a_known_error():
@@ -41,6 +42,14 @@ def test_compare_reconstructions_pools_batches_as_one_set():
     split = compare_reconstructions(zip(r.split(2), x.split(2), strict=True))
     for key in ("mse", "psnr", "ssim", "hf_power_ratio"):
         assert math.isclose(whole[key], split[key], rel_tol=1e-6), key
+    expected = spectrum_ratio(r, x)
+    assert whole["spectrum"]["radius"] == expected["radius"]
+    torch.testing.assert_close(
+        torch.tensor(whole["spectrum"]["ratio"][1:]), torch.tensor(expected["ratio"][1:])
+    )
+    torch.testing.assert_close(
+        torch.tensor(split["spectrum"]["ratio"][1:]), torch.tensor(whole["spectrum"]["ratio"][1:])
+    )
     assert math.isclose(whole["mse"], float(((r - x) ** 2).mean()), rel_tol=1e-6)
     assert math.isclose(whole["psnr"], float(psnr(r, x).mean()), rel_tol=1e-6)
     same = compare_reconstructions([(x, x)])

@@ -127,8 +127,9 @@ def test_near_binary_fraction_against_hand_counts():
 def test_spectrum_ratio_shows_a_faint_checkerboard_as_a_spike_not_as_detail():
     data = gaussian_blur(strokes(n=20, side=16), 0.7)
     same = spectrum_ratio(data, data)
-    assert same["radius"] == radial_power_spectrum(data)[1].tolist()[1:]  # not the DC bin: no power
-    assert all(r == pytest.approx(1.0) for r in same["ratio"])
+    assert same["radius"] == radial_power_spectrum(data)[1].tolist()
+    assert math.isnan(same["ratio"][0])  # radius 0 holds only the removed means: nothing to compare
+    assert all(r == pytest.approx(1.0) for r in same["ratio"][1:])
     # A checkerboard 2% of the range deep: invisible, but where the smooth data has almost no power.
     faint = data + 0.02 * (checkerboard(16) - 0.5)
     spiked = spectrum_ratio(faint, data)
@@ -138,6 +139,24 @@ def test_spectrum_ratio_shows_a_faint_checkerboard_as_a_spike_not_as_detail():
     assert all(spiked["ratio"][i] == pytest.approx(1.0, rel=1e-6) for i in middle)
     # The one HF number rises as though detail were added; the curve says where it came from.
     assert sharpness_ratios(faint, data, paired=True)["hf_power_ratio"] > 1.05
+
+
+def test_spectrum_ratio_pools_chunks_and_says_what_it_cannot_compare(monkeypatch):
+    import vaelab.evaluation.sharpness as sharpness
+
+    a, b = strokes(n=7, side=12, seed=1), strokes(n=5, side=12, seed=2)
+    whole = spectrum_ratio(a, b)
+    monkeypatch.setattr(sharpness, "_CHUNK", 2)
+    chunked = spectrum_ratio(a, b)
+    torch.testing.assert_close(torch.tensor(chunked["ratio"][1:]), torch.tensor(whole["ratio"][1:]))
+    # The HF power ratio is the ratio of the two mean spectra summed above half Nyquist.
+    (mine, radius), (theirs, _) = sharpness.mean_radial_spectrum(a), sharpness.mean_radial_spectrum(b)
+    hf = float(mine[radius > 0.25].sum() / theirs[radius > 0.25].sum())
+    assert sharpness_ratios(a, b, paired=False)["hf_power_ratio"] == pytest.approx(hf)
+    empty = spectrum_ratio(a[:0], b)
+    assert empty["radius"] == whole["radius"] and all(math.isnan(r) for r in empty["ratio"])
+    with pytest.raises(ValueError, match=r"one size; got \(12, 12\) and \(10, 10\)"):
+        spectrum_ratio(a, strokes(n=2, side=10))
 
 
 def test_sample_sharpness_compares_two_sets_and_reports_both_near_binary_fractions():

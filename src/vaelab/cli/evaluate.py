@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="local weights-inception-2015-12-05-6726825d.pth: adds Inception-v3 FID (needs torch-fidelity)",
     )
-    p.add_argument("--out", metavar="DIR", help="where to write report.json and report.md")
+    p.add_argument("--out", metavar="DIR", help="where to write report.json, report.md and spectrum.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--ood",
@@ -129,9 +129,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     on the dataset (cached), with density and coverage, each beside the same figures for held-out real
     images (the ceiling) and for N(0, I) samples through the same VAE (per class for a conditional
     model), and sharpness: the high-frequency power and Laplacian variance of
-    reconstructions and samples over the data's, and the fraction of near-binary pixels. Writes
-    report.json and report.md into the run directory (or the saved-model directory, or --out) and
-    prints the table.
+    reconstructions and samples over the data's (frequency by frequency in spectrum.png), and the
+    fraction of near-binary pixels. Writes report.json, report.md and spectrum.png into the run
+    directory (or the saved-model directory, or --out) and prints the table.
     """
     from vaelab.data import load_dataset
     from vaelab.evaluation import EvaluationOptions, evaluate_model, in_memory, write_report
@@ -200,7 +200,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 f.write(ood_text)
     print(render_report(report) + ood_text, end="")
     sys.stdout.flush()
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    plot = " and spectrum.png" if (json_path.parent / "spectrum.png").is_file() else ""
+    print(f"wrote {json_path} and {md_path}{plot}", file=sys.stderr)
     return 0
 
 

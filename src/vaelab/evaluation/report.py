@@ -2,7 +2,8 @@
 
 ``evaluate_model`` runs the measurements of ``measure.py`` on the images ``eval_set.py`` picks and
 returns a JSON-ready report in which every number states its K, the images it used and its standard
-error; ``write_report`` saves it as ``report.json`` and ``report.md`` (the Markdown of ``tables.py``);
+error; ``write_report`` saves it as ``report.json``, ``report.md`` (the Markdown of ``tables.py``) and
+``spectrum.png`` (the power-spectrum ratio curves);
 ``load_report`` reads one back and checks its format.
 """
 
@@ -143,8 +144,11 @@ def write_report(report: dict[str, Any], directory: str | Path) -> tuple[Path, P
     json_path, md_path = directory / "report.json", directory / "report.md"
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     atomic_write_text(md_path, render_report(report))
+    plot = directory / "spectrum.png"
     if curves := spectra(report):
-        plot_spectrum_ratios(directory / "spectrum.png", curves)
+        plot_spectrum_ratios(plot, curves)
+    else:
+        plot.unlink(missing_ok=True)  # not an earlier report's curves beside this one
     return json_path, md_path
 
 

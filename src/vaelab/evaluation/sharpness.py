@@ -10,6 +10,8 @@ These numbers measure the detail itself, per image, and compare a set with the d
   (radius > 0.25 cycles per pixel, the diagonal corners included).
 * Laplacian variance: the variance over pixel positions of a 3 x 3 Laplacian filter's response
   (valid positions; images under 3 pixels a side are padded by replication), averaged over channels.
+* Spectrum ratio: the two sets' mean radial spectra divided bin by bin, so that a spike (a periodic
+  artefact where the data have almost no power) is not read as detail in the one HF number.
 * Near-binary fraction: the fraction of pixels within 0.1 of 0 or 1 (inclusive); MNIST-like data
   sit near 0.9, a blurry model's grey strokes well below.
 
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from vaelab.evaluation.likelihood import mean_and_se
+from vaelab.io.atomic import atomic_open
 
 HALF_NYQUIST = 0.25  # cycles per pixel: half the Nyquist frequency of 0.5
 NEAR_BINARY_TOLERANCE = 0.1
@@ -60,6 +63,7 @@ def radial_power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     _, _, h, w = x.shape
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     power = torch.fft.fft2(x).abs().square().mean(1) / float(h * w) ** 2  # (B, H, W)
+    power[:, 0, 0] = 0.0  # the DC term: the means are gone, so anything left is rounding error
     side = min(h, w)
     fy = torch.fft.fftfreq(h, dtype=torch.float64, device=x.device)
     fx = torch.fft.fftfreq(w, dtype=torch.float64, device=x.device)
@@ -69,7 +73,8 @@ def radial_power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     sums = torch.zeros(len(x), len(counts), dtype=torch.float64, device=x.device)
     sums.index_add_(1, bins, power.flatten(1))
     kept = counts > 0
-    return sums[:, kept] / counts[kept], torch.arange(len(counts), device=x.device)[kept] / side
+    radii = torch.arange(len(counts), dtype=torch.float64, device=x.device)[kept] / side
+    return sums[:, kept] / counts[kept], radii
 
 
 def high_frequency_power(images: torch.Tensor, cutoff: float = HALF_NYQUIST) -> torch.Tensor:
@@ -84,15 +89,14 @@ def high_frequency_power(images: torch.Tensor, cutoff: float = HALF_NYQUIST) -> 
 
 
 def mean_radial_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean over ``images`` of :func:`radial_power_spectrum`, in chunks: ((R,) power, (R,) radius)."""
-    total, radius = None, torch.empty(0, dtype=torch.float64)
+    """The mean over ``images`` of :func:`radial_power_spectrum`, in chunks: ((R,) power, (R,) radius);
+    NaN power for an empty set."""
+    blank, radius = radial_power_spectrum(torch.zeros((1, *images.shape[1:]), dtype=torch.float64))
+    total = blank[0]  # zeros in the right bins, so an empty set still gets its radii
     for i in range(0, len(images), _CHUNK):
         spectrum, radius = radial_power_spectrum(images[i : i + _CHUNK])
-        part = spectrum.sum(0).cpu()
-        total = part if total is None else total + part
-    if total is None:
-        return torch.empty(0, dtype=torch.float64), radius
-    return total / len(images), radius.cpu()
+        total = total + spectrum.sum(0)
+    return (total / len(images) if len(images) else torch.full_like(total, math.nan)).cpu(), radius.cpu()
 
 
 def spectrum_ratio(images: torch.Tensor, references: torch.Tensor) -> dict[str, list[float]]:
@@ -104,6 +108,8 @@ def spectrum_ratio(images: torch.Tensor, references: torch.Tensor) -> dict[str, 
     pixel checkerboard in the corner bin at 0.71), which can carry a large part of that one number while
     adding under one grey level to any pixel, because the data have almost no power there.
     """
+    if (a := tuple(images.shape[-2:])) != (b := tuple(references.shape[-2:])):
+        raise ValueError(f"spectra compare images of one size; got {a} and {b}")
     mine, radius = mean_radial_spectrum(images)
     return ratio_of_spectra(mine, mean_radial_spectrum(references)[0], radius)
 
@@ -111,11 +117,11 @@ def spectrum_ratio(images: torch.Tensor, references: torch.Tensor) -> dict[str, 
 def ratio_of_spectra(
     mine: torch.Tensor, theirs: torch.Tensor, radius: torch.Tensor
 ) -> dict[str, list[float]]:
-    """{"radius", "ratio"}: ``mine`` / ``theirs`` bin by bin (NaN where ``theirs`` has no power), from
-    the first bin above 0 (the DC bin holds nothing but rounding error once the means are removed)."""
+    """{"radius", "ratio", "reference_power"}: ``mine`` / ``theirs`` bin by bin, NaN where ``theirs`` has
+    no power (the bin at radius 0 of square images, which holds only the removed means), and ``theirs``,
+    the weights that turn the ratios of a band back into that band's power ratio."""
     ratio = torch.where(theirs > 0, mine / theirs.clamp(min=1e-300), torch.full_like(mine, math.nan))
-    kept = radius > 0
-    return {"radius": radius[kept].tolist(), "ratio": ratio[kept].tolist()}
+    return {"radius": radius.tolist(), "ratio": ratio.tolist(), "reference_power": theirs.tolist()}
 
 
 def plot_spectrum_ratios(path: str | Path, curves: dict[str, dict[str, list[float]]]) -> Path:
@@ -137,7 +143,8 @@ def plot_spectrum_ratios(path: str | Path, curves: dict[str, dict[str, list[floa
     ax.set_title("Where the fine detail is: power spectrum ratio by frequency", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path) as handle:
+        fig.savefig(handle, format="png")
     return Path(path)
 
 

@@ -182,11 +182,10 @@ def spectra(report: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
 
 
 def render_spectra(curves: dict[str, dict[str, list[float]]]) -> list[str]:
-    """The curves above half Nyquist as a Markdown table, one column per radius (empty without curves)."""
-    if not curves:
+    """The curves above half Nyquist as a Markdown table, one column per radius (empty without any)."""
+    radius = next(iter(curves.values()))["radius"] if curves else []
+    if not (kept := [i for i, r in enumerate(radius) if r > HALF_NYQUIST]):
         return []
-    radius = next(iter(curves.values()))["radius"]
-    kept = [i for i, r in enumerate(radius) if r > HALF_NYQUIST]
     lines = ["", "## Power by frequency above half Nyquist, over the data's (spectrum.png)", ""]
     lines += ["| radius (cycles/pixel) | " + " | ".join(f"{radius[i]:.2f}" for i in kept) + " |"]
     lines += ["|---|" + "---|" * len(kept)]
