@@ -22,6 +22,7 @@ from vaelab.data import DataConfig, to_float
 from vaelab.data.ood_sets import photos_path
 from vaelab.evaluation import compare_features, compare_reconstructions
 from vaelab.evaluation.features import FeatureSpace
+from vaelab.evaluation.likelihood import mean_and_se
 from vaelab.evaluation.ood.scores import CODECS, codec_bits
 from vaelab.generation import reconstruct, sample
 from vaelab.io.images import interleave_rows, save_grid, to_uint8
@@ -167,27 +168,30 @@ def lossless_codecs(
         }
         if model_bits is not None:  # the same patches, so the difference is paired
             diff = model_bits - torch.as_tensor(bits, dtype=torch.float64) / dims
-            codecs[codec] |= {"model_minus_codec_bits_per_dim": float(diff.mean()), "se": _se(diff)}
+            mean, se = mean_and_se(diff)
+            codecs[codec] |= {"model_minus_codec_bits_per_dim": mean, "se": se}
             codecs[codec]["patches_model_shorter"] = float((diff < 0).double().mean())
     versions = {"pillow": PIL.__version__} | {lib: features.version(lib) for lib in ("webp", "zlib")}
     data = {"path": str(path), "split": "test", "patches": n, "shape": tuple(patches.shape[1:])}
     out = {"data": data, "libraries": versions, "codecs": codecs}
     if model_bits is not None:
         out["model"] = {"path": str(model), "iw_samples": iw_samples}
-        out["model"] |= {"bits_per_dim": float(model_bits.mean()), "se": _se(model_bits)}
+        mean, se = mean_and_se(model_bits)
+        out["model"] |= {"bits_per_dim": mean, "se": se}
     return out
 
 
 def _model_bits(model: Path, patches: torch.Tensor, iw_samples: int) -> torch.Tensor:
-    """(N,) IW bits/dim of each patch under the saved model at ``model`` (a run or model directory)."""
+    """(N,) IW bits/dim of each patch under the saved model at ``model`` (a run or model directory), in
+    `vaelab evaluate`'s units (a density over [0, 1] pays D ln 256 for its 8-bit bins)."""
     from vaelab.data import ImageDataset
-    from vaelab.evaluation.likelihood import evaluate_log_likelihood
-    from vaelab.models import VAE
+    from vaelab.errors import UsageError
+    from vaelab.evaluation.likelihood import evaluate_log_likelihood, nats_to_bits_per_dim
+    from vaelab.evaluation.measure import likelihood_unit
 
     vae = VAE.from_pretrained(model).eval()
+    levels, note = likelihood_unit(vae, "none")
+    if levels is None:
+        raise UsageError(f"--model {model}: no bits/dim to set beside a codec's ({note})")
     ll = evaluate_log_likelihood(vae, ImageDataset(patches, None, "photos32", None), iw_samples=iw_samples)
-    return -ll.log_px.double() / (patches[0].numel() * math.log(2))
-
-
-def _se(values: torch.Tensor) -> float:
-    return float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return nats_to_bits_per_dim(-ll.log_px.double(), patches[0].numel(), levels)

@@ -22,6 +22,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -33,6 +34,7 @@ from vaelab.models.vae import VAE
 # 2^22 floats = 16 MiB: big enough that a chunk's matmuls run at full speed, small enough for any laptop.
 DEFAULT_MAX_ELEMENTS = 1 << 22
 LN2 = math.log(2.0)
+N = TypeVar("N", float, torch.Tensor)  # one NLL, or a tensor of them (one per image)
 
 
 @dataclass
@@ -75,8 +77,9 @@ def nested_ks(iw_samples: int) -> list[int]:
     return [*ks, iw_samples]
 
 
-def nats_to_bits_per_dim(nll_nats: float, num_dims: int, levels: int | None = 256) -> float:
-    """Negative log-likelihood per image (nats) -> bits per dimension.
+def nats_to_bits_per_dim(nll_nats: N, num_dims: int, levels: int | None = 256) -> N:
+    """Negative log-likelihood per image (nats; a number, or a tensor of one per image) -> bits per
+    dimension.
 
     ``levels=256``: the likelihood is a density over pixels scaled to [0, 1], and each 8-bit pixel
     value owns a bin of width 1/256, so the discrete NLL is the density's NLL + D ln 256 (the
