@@ -24,7 +24,7 @@ from vaelab.generation import sample
 from vaelab.generation.priors import encode_codes, fit_codes, prior_config
 from vaelab.io.metrics import read_metrics
 from vaelab.models import VAE, resolve_model_dir
-from vaelab.models.saving import BEST_MODEL_DIR, MODEL_DIR
+from vaelab.models.saving import run_dir_of
 
 Kind = Literal["gmm", "flow", "diffusion", "two_stage"]
 
@@ -93,8 +93,7 @@ def priors(
         return compare_features(real, features, seed=seed) | {"vs_half": halves["model"]}, halves
 
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n]
-    in_run = model_dir.name in (MODEL_DIR, BEST_MODEL_DIR)
-    vae_seconds = train_seconds(model_dir.parent if in_run else model_dir)
+    vae_seconds = train_seconds(run_dir_of(model_dir) or model_dir)
     start, cpu = time.perf_counter(), time.process_time()
     codes = encode_codes(vae, to_float(train_set.images), train_set.labels, train_set.num_classes)
     encode_seconds, encode_cpu = time.perf_counter() - start, time.process_time() - cpu

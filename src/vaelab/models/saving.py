@@ -110,6 +110,15 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def run_dir_of(model_dir: str | Path) -> Path | None:
+    """The run directory a saved model belongs to (RUN/model or RUN/model-best -> RUN, where RUN holds
+    a run's config.yaml or metrics.jsonl), or None for a bare saved model."""
+    model_dir = Path(model_dir)
+    parent = model_dir.parent
+    is_run = (parent / "config.yaml").is_file() or (parent / "metrics.jsonl").is_file()
+    return parent if model_dir.name in (MODEL_DIR, BEST_MODEL_DIR) and is_run else None
+
+
 def resolve_model_dir(path: str | Path) -> Path:
     """A saved-model directory (has config.json) or a run directory (has model/config.json)."""
     path = Path(path)

@@ -22,7 +22,7 @@ from vaelab.data import DataConfig, ImageDataset, load_dataset, to_float
 from vaelab.generation import PCAProjection, project_pca, sample
 from vaelab.generation.conditional import balanced_labels
 from vaelab.io.metrics import read_metrics
-from vaelab.models.saving import BEST_MODEL_DIR, MODEL_DIR
+from vaelab.models.saving import BEST_MODEL_DIR, run_dir_of
 from vaelab.models.vae import CONFIG_NAME, VAE, resolve_model_dir
 
 # How many test images the KL ranking and the map use: enough for a stable picture, few enough to
@@ -204,18 +204,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.") or "model"
 
 
-def _run_dir(model_dir: Path) -> Path | None:
-    """The run directory a saved model belongs to (RUN/model or RUN/model-best -> RUN), or None for a
-    bare saved model."""
-    parent = model_dir.parent
-    is_run = (parent / "config.yaml").is_file() or (parent / "metrics.jsonl").is_file()
-    return parent if model_dir.name in (MODEL_DIR, BEST_MODEL_DIR) and is_run else None
-
-
 def _display_name(model_dir: Path) -> str:
     """A model's name on the page: its run directory's name (not 'model'; RUN-best for the run's
     model-best), else its own directory's."""
-    run_dir = _run_dir(model_dir)
+    run_dir = run_dir_of(model_dir)
     if run_dir is None:
         return model_dir.resolve().name
     return run_dir.resolve().name + ("-best" if model_dir.name == BEST_MODEL_DIR else "")
@@ -229,7 +221,7 @@ def load_served_model(path: str | Path, model_id: str, device: str | torch.devic
     model_dir = resolve_model_dir(path)
     model = VAE.from_pretrained(model_dir, device=device)
     meta = json.loads((model_dir / CONFIG_NAME).read_text())
-    run_dir = _run_dir(model_dir) or model_dir
+    run_dir = run_dir_of(model_dir) or model_dir
     run_config = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
     return ServedModel(
         id=model_id,
