@@ -20,6 +20,7 @@ from vaelab.config import parse_override
 from vaelab.data import DataConfig, to_float
 from vaelab.evaluation import compare_features
 from vaelab.evaluation.coverage import against_half
+from vaelab.evaluation.sharpness import near_binary_fraction
 from vaelab.generation import sample
 from vaelab.generation.priors import encode_codes, fit_codes, prior_config
 from vaelab.io.metrics import read_metrics
@@ -75,9 +76,10 @@ def priors(
     """Fit each prior of --kinds to a trained model's training codes (--set KIND.OPTION=VALUE changes
     one, e.g. diffusion.sample_steps=50) and score --n samples of each at each of --temperatures (a
     number, or one per layer, top first, comma-separated: 1,0.6,0.6,0.6) against the test split in the
-    feature space of `vaelab evaluate`, beside N(0, I), the split-half ceiling (half B of the test split
-    against half A, the samples likewise) and --n training images' posterior means decoded (what a
-    prior giving back the training codes exactly would reach); --grids DIR writes 64 samples per prior.
+    feature space of `vaelab evaluate` (and their fraction of near-binary pixels, the data's beside),
+    beside N(0, I), the split-half ceiling (half B of the test split against half A, the samples
+    likewise) and --n training images' posterior means decoded (what a prior giving back the training
+    codes exactly would reach); --grids DIR writes 64 samples per prior.
     Targets: FD --fd-target times lower than N(0, I), recall 0.75 and precision 0.9 of the ceiling's,
     fitting in at most a fifth of the VAE's training time, sampling --n in under 60 s."""
     model_dir = resolve_model_dir(model)
@@ -90,7 +92,8 @@ def priors(
         """Figures against the test split, and (with the ceiling's) against its half A."""
         features = space.embed(images)
         halves = against_half(space, (real, None), (features, None), seed=seed)
-        return compare_features(real, features, seed=seed) | {"vs_half": halves["model"]}, halves
+        crisp = {"near_binary_fraction": float(near_binary_fraction(images).mean())}
+        return compare_features(real, features, seed=seed) | crisp | {"vs_half": halves["model"]}, halves
 
     pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))[:n]
     vae_seconds = train_seconds(run_dir_of(model_dir) or model_dir)
@@ -142,6 +145,7 @@ def priors(
     return {
         "model": str(model_dir),
         "reference": f"{test_set.name} test split, {len(test_set)} images",
+        "data_near_binary_fraction": float(near_binary_fraction(test_set.images).mean()),
         "feature_space": space.describe(),
         "vae_train_seconds": vae_seconds,
         "encode_seconds": encode_seconds,
