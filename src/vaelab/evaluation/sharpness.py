@@ -96,7 +96,7 @@ def mean_radial_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     for i in range(0, len(images), _CHUNK):
         spectrum, radius = radial_power_spectrum(images[i : i + _CHUNK])
         total = total + spectrum.sum(0).cpu()  # the images may sit on a GPU; the sums on the CPU
-    return (total / len(images) if len(images) else torch.full_like(total, math.nan)).cpu(), radius.cpu()
+    return (total / len(images) if len(images) else torch.full_like(total, math.nan)), radius.cpu()
 
 
 def spectrum_ratio(images: torch.Tensor, references: torch.Tensor) -> dict[str, list[float]]:
