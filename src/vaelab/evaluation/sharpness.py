@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from vaelab.evaluation.likelihood import mean_and_se
 from vaelab.io.atomic import atomic_open
+from vaelab.objectives import spectral
 
 HALF_NYQUIST = 0.25  # cycles per pixel: half the Nyquist frequency of 0.5
 NEAR_BINARY_TOLERANCE = 0.1
@@ -53,28 +54,11 @@ def _per_image(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor)
 
 
 def radial_power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The radially averaged power spectrum of each image: ((B, R) power, (R,) radius in cycles/pixel).
-
-    Each channel's mean is subtracted first (so the DC term is 0), the power |F|^2 / (H W)^2 of the
-    2-D FFT sums to the image's pixel variance, channels are averaged, and each radial bin (width
-    1 / min(H, W) cycles per pixel, centred on its radius) holds the mean power of its frequencies.
-    """
-    x = _unit_float(images)
-    _, _, h, w = x.shape
-    x = x - x.mean(dim=(-2, -1), keepdim=True)
-    power = torch.fft.fft2(x).abs().square().mean(1) / float(h * w) ** 2  # (B, H, W)
-    power[:, 0, 0] = 0.0  # the DC term: the means are gone, so anything left is rounding error
-    side = min(h, w)
-    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=x.device)
-    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=x.device)
-    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    bins = torch.round(radius * side).long().flatten()
-    counts = torch.bincount(bins)
-    sums = torch.zeros(len(x), len(counts), dtype=torch.float64, device=x.device)
-    sums.index_add_(1, bins, power.flatten(1))
-    kept = counts > 0
-    radii = torch.arange(len(counts), dtype=torch.float64, device=x.device)[kept] / side
-    return sums[:, kept] / counts[kept], radii
+    """The radially averaged power spectrum of each image, in float64 (pixels in [0, 1]; uint8 images
+    are divided by 255): ((B, R) power, (R,) radius in cycles/pixel), as
+    :func:`vaelab.objectives.spectral.radial_power_spectrum` defines it (the training loss that matches
+    these spectra and this measure are one computation)."""
+    return spectral.radial_power_spectrum(_unit_float(images))
 
 
 def high_frequency_power(images: torch.Tensor, cutoff: float = HALF_NYQUIST) -> torch.Tensor:

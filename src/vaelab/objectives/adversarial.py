@@ -7,14 +7,15 @@ where a pixel-wise likelihood alone averages them away. The generator minimises
 
     rec + beta * kl_weight * KL + lambda * disc_weight * L_G,   where
     rec = likelihood_weight * (-log p(x|z)) + pixel_weight * |x - x_hat|_p
-          + perceptual_weight * P(x, x_hat) * D
+          + perceptual_weight * P(x, x_hat) * D + spectral_weight * S(x, x_hat) * D
 
-per image (D: the number of pixel values, so the perceptual term is on the per-image scale of the
-others), where ``x_hat`` is the likelihood's mean and lambda the adaptive weight of VQGAN (eq. 7): the
-ratio of the gradient norms of ``rec`` and ``L_G`` at the decoder's last layer, so neither swamps the
-other whatever their scales. With ``sample_weight`` > 0, ``L_G`` also holds that weight times the
-generator loss of images decoded from prior draws (VAE/GAN, Larsen et al. 2016), which the
-discriminator then judges beside the reconstructions. ``elbo``, ``log_px_z`` and ``kl`` in the terms
+per image (D: the number of pixel values, so the perceptual and spectral terms are on the per-image
+scale of the others; S: :func:`vaelab.objectives.spectral.spectral_distance`), where ``x_hat`` is the
+likelihood's mean and lambda the adaptive weight of VQGAN (eq. 7): the ratio of the gradient norms
+of ``rec`` and ``L_G`` at the decoder's last layer, so neither swamps the other whatever their
+scales. With ``sample_weight`` > 0, ``L_G`` also holds that weight times the generator loss of
+images decoded from prior draws (VAE/GAN, Larsen et al. 2016), which the discriminator then judges
+beside the reconstructions. ``elbo``, ``log_px_z`` and ``kl`` in the terms
 are the plain ELBO's, so runs stay comparable with ELBO runs and bits/dim keeps its meaning.
 
 The discriminator trains with its own Adam after each generator update
@@ -44,6 +45,7 @@ from vaelab.objectives.discriminator import (
 )
 from vaelab.objectives.elbo import LossTerms
 from vaelab.objectives.perceptual import PerceptualDistance
+from vaelab.objectives.spectral import spectral_distance
 
 
 class AdversarialConfig(BaseModel):
@@ -62,6 +64,9 @@ class AdversarialConfig(BaseModel):
     # file), else a small feature net vaelab trains on the training set (cached; see docs/sharp.md).
     perceptual_weight: float = Field(default=0.0, ge=0.0)
     perceptual_weights: str | None = None
+    # Spectral regularisation (Durall et al. 2020): the squared log-ratio of each reconstruction's
+    # radially averaged power spectrum to its input's, averaged over radii (vaelab.objectives.spectral).
+    spectral_weight: float = Field(default=0.0, ge=0.0)
     disc_weight: float = Field(default=0.5, ge=0.0)
     # VAE/GAN (Larsen et al. 2016): the discriminator also judges images decoded from prior draws, and
     # the decoder is trained to make those pass too, at this weight relative to the reconstructions'
@@ -149,6 +154,8 @@ class Adversarial(nn.Module):
             rec = rec + c.pixel_weight * diff.flatten(1).sum(1)
         if c.perceptual_weight and self.perceptual is not None:
             rec = rec + c.perceptual_weight * x[0].numel() * self.perceptual(x, fake)
+        if c.spectral_weight:
+            rec = rec + c.spectral_weight * x[0].numel() * spectral_distance(x, fake)
         return rec
 
     def adaptive_weight(self, rec: torch.Tensor, adv: torch.Tensor, pixels: int) -> torch.Tensor:
