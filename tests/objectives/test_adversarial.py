@@ -170,3 +170,21 @@ def test_vgg16_weights_load_from_safetensors_with_torchvision_names(tmp_path):
     save_file(weights, str(tmp_path / "partial.safetensors"))
     with pytest.raises(ConfigError, match="lacks 1 VGG16 weights"):
         vgg16_features(tmp_path / "partial.safetensors")
+
+
+def test_disc_ramp_steps_raises_the_adversarial_weight_linearly_after_disc_start():
+    model, objective = adversarial(disc_start=2, disc_ramp_steps=3, adaptive_weight=False, disc_weight=0.8)
+    x = torch.rand(4, 3, 8, 8)
+    seen = []
+    for _ in range(7):
+        terms = objective(model(x))
+        seen.append(
+            round(float(terms.stats["adaptive_weight"]), 6) if "adaptive_weight" in terms.stats else None
+        )
+        objective.discriminator_step(x, terms.fake)
+    # Off before disc_start; then 1/4, 2/4, 3/4 of disc_weight; then all of it.
+    assert seen == [None, None, 0.2, 0.4, 0.6, 0.8, 0.8]
+    state = objective.state_dict()
+    _, again = adversarial(disc_start=2, disc_ramp_steps=3, adaptive_weight=False, disc_weight=0.8)
+    again.load_state_dict(state)
+    assert again.ramp == objective.ramp == 1.0  # the step count, and so the ramp, is in the checkpoint

@@ -75,6 +75,9 @@ class AdversarialConfig(BaseModel):
     adaptive_weight: bool = True
     # Optimisation steps before the discriminator and the generator's adversarial term start.
     disc_start: int = Field(default=0, ge=0)
+    # Steps over which the adversarial term's weight rises linearly from 0 to disc_weight after
+    # disc_start (0: at once), while the new discriminator is still near chance.
+    disc_ramp_steps: int = Field(default=0, ge=0)
     disc_loss: Literal["hinge", "non_saturating"] = "hinge"
     disc_channels: int = Field(default=64, ge=1)
     disc_layers: int = Field(default=2, ge=1)
@@ -170,6 +173,13 @@ class Adversarial(nn.Module):
             return torch.ones((), device=rec.device)
         return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4 * pixels).detach()
 
+    @property
+    def ramp(self) -> float:
+        """The factor on ``disc_weight`` at this step: rising linearly from 1 / (disc_ramp_steps + 1) at
+        ``disc_start`` to 1 after ``disc_ramp_steps`` more steps."""
+        n = self.config.disc_ramp_steps
+        return min(1.0, (int(self.step) - self.config.disc_start + 1) / (n + 1)) if n else 1.0
+
     def forward(self, out: VAEOutput, kl_weight: float | torch.Tensor = 1.0) -> AdversarialTerms:
         """The generator's loss for one forward pass (``out.x`` the input batch)."""
         if out.x is None:
@@ -189,7 +199,7 @@ class Adversarial(nn.Module):
                 adv = adv + self.config.sample_weight * generator_loss(sample_logits, self.config.disc_loss)
                 stats["logits_sample_g"] = sample_logits.detach().mean()
                 judged = torch.cat([fake, samples])
-            weight = self.adaptive_weight(rec, adv, x[0].numel()) * self.config.disc_weight
+            weight = self.adaptive_weight(rec, adv, x[0].numel()) * self.config.disc_weight * self.ramp
             loss = loss + weight * adv
             stats |= {"g_loss": adv.detach(), "adaptive_weight": weight}
         elbo = out.elbo.detach()
