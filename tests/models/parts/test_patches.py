@@ -17,8 +17,9 @@ PAIRS = {
 }
 
 
-def patched_vae(pair: str, likelihood: dict, shape=(1, 12, 12), patch: int = 2) -> VAE:
+def patched_vae(pair: str, likelihood: dict, shape=(1, 12, 12), patch: int = 2, **decoder) -> VAE:
     enc, dec = PAIRS[pair]
+    dec = {**dec, **decoder}
     cfg = ModelConfig.model_validate(
         {
             "image_shape": shape,
@@ -108,3 +109,41 @@ def test_patch_must_divide_the_image_and_match_between_encoder_and_ladder():
     )
     with pytest.raises(ValueError, match="decoder 'ladder' has patch 1 but encoder 'resnet' has patch 2"):
         VAE(cfg)
+
+
+def resnet_decoder(output: str):
+    from vaelab.models.parts.resnet import ResNetDecoder, ResNetDecoderConfig
+
+    torch.manual_seed(0)
+    return ResNetDecoder(ResNetDecoderConfig(channels=(16, 8), patch=2, output=output), 4, (3, 8, 12))
+
+
+@pytest.mark.parametrize("output", ["subpixel", "resize"])
+def test_resnet_decoder_outputs_full_size_maps_either_way(output, tmp_path):
+    dec = resnet_decoder(output)
+    assert dec(torch.randn(5, 4)).shape == (5, 3, 8, 12)
+    # VQGAN's adaptive weight reads the output layer: the resize output's full-resolution convolution.
+    last = dec.last_layer_weight()
+    assert last.shape[0] == (3 if output == "resize" else 12) and last is dec.net[-1].weight
+    model = patched_vae("resnet", {"name": "bernoulli"}, shape=(3, 8, 12), output=output)
+    model.save_pretrained(tmp_path / "m")
+    assert VAE.from_pretrained(tmp_path / "m").config.decoder.output == output
+
+
+def test_resize_output_turns_a_constant_feature_map_into_a_constant_image():
+    # The last stage's features, constant over space: the resize output's interior pixels are all equal,
+    # while the sub-pixel output repeats a 2x2 pattern (the checkerboard a discriminator can grow).
+    feats = torch.randn(1, 8, 1, 1).expand(1, 8, 4, 6)
+    for output, flat in (("resize", True), ("subpixel", False)):
+        dec = resnet_decoder(output)
+        tail = torch.nn.Sequential(*list(dec.net)[-3:] if output == "resize" else list(dec.net)[-2:])
+        image = dec.from_patches(tail(feats))[0, :, 2:-2, 2:-2]
+        spread = (image - image[:, :1, :1]).abs().amax().item()
+        assert (spread < 1e-6) == flat, (output, spread)
+
+
+def test_decoder_output_must_be_known():
+    from vaelab.models.parts.resnet import ResNetDecoderConfig
+
+    with pytest.raises(ValueError, match="output"):
+        ResNetDecoderConfig(output="transposed")

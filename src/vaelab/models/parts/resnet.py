@@ -65,6 +65,12 @@ class ResNetDecoderConfig(ResidualStackConfig):
     name: Literal["resnet"] = "resnet"
     # "spatial": z is read as a latent map at the first stage's side (see ResNetEncoderConfig.latent).
     latent: LatentLayout = "vector"
+    # How a patched decoder (patch > 1) reaches full resolution. "subpixel": its last convolution
+    # predicts patch² values per position, rearranged into pixels (PixelShuffle; cheapest). "resize":
+    # nearest upsampling by the patch, then a 3x3 convolution at full resolution (Odena et al. 2016),
+    # which cannot lay a patch-periodic pattern over the image: under an adversarial loss the sub-pixel
+    # output grows a 2-pixel checkerboard (docs/sharp.md), the resize output does not.
+    output: Literal["subpixel", "resize"] = "subpixel"
 
 
 def stage_sides(side: int, stages: int, what: str) -> list[int]:
@@ -197,7 +203,8 @@ class ResNetDecoder(DecoderPart):
     ) -> None:
         super().__init__()
         c, sides = up_sides(config, out_shape, "resnet decoder")
-        self.from_patches = from_patches(config.patch)
+        resize = config.output == "resize" and config.patch > 1
+        self.from_patches = nn.Identity() if resize else from_patches(config.patch)
         n = len(config.channels)
         self.start_shape = (config.channels[0], *sides[0])
         scale = math.sqrt(1.0 / (n * config.blocks_per_stage))
@@ -214,7 +221,11 @@ class ResNetDecoder(DecoderPart):
             layers.append(res_stage(ch, config.blocks_per_stage, config.activation, scale))
             if i + 1 < n:
                 layers.append(Upsample(ch, config.channels[i + 1]))
-        layers += [activation(config.activation), Conv2d(config.channels[-1], c, 3, padding=1)]
+        layers.append(activation(config.activation))
+        if resize:
+            layers += [nn.Upsample(scale_factor=config.patch, mode="nearest")]
+            c = out_shape[0]
+        layers.append(Conv2d(config.channels[-1], c, 3, padding=1))
         self.net = nn.Sequential(*layers)
         self.activation_elements = max(ch * h * w for ch, (h, w) in zip(config.channels, sides, strict=True))
 
