@@ -21,12 +21,15 @@ from benchmarks.harness import REPO, benchmark, measure, round_robin, train_cli,
 from vaelab.config import RunConfig, load_config
 from vaelab.data import batches, load_dataset, to_float
 from vaelab.evaluation import iw_log_likelihood_batch
+from vaelab.evaluation.features import FeatureNet, FeatureNetConfig
 from vaelab.generation import sample
 from vaelab.models import VAE
 from vaelab.models.parts.layers import gemm_weight_grad
 from vaelab.objectives import build_objective
+from vaelab.objectives.perceptual import vgg16_features
 from vaelab.perf import DTYPES, count_flops, matmul_peak
 from vaelab.runtime import seed_everything
+from vaelab.training.objective import tapped_feature_net
 from vaelab.training.step import StepFlops, build_step, step_flops
 from vaelab.training.trainer import build_optimizer, resolve_model_config
 
@@ -56,9 +59,11 @@ def switches(variant: str) -> list[str]:
     return [override for switch in re.split("[+-]", variant) for override in SWITCHES[switch]]
 
 
-def build_model(config: RunConfig, image_shape: Iterable[int] = (1, 28, 28)) -> tuple[RunConfig, VAE]:
-    """``config`` resolved for ``image_shape`` and its model, seeded as ``vaelab train`` seeds it."""
-    config = resolve_model_config(config, tuple(image_shape))
+def build_model(config: RunConfig, image_shape: Iterable[int] | None = None) -> tuple[RunConfig, VAE]:
+    """``config`` resolved for ``image_shape`` (default: the config's ``model.image_shape``, else MNIST's
+    1x28x28) and its model, seeded as ``vaelab train`` seeds it."""
+    shape = image_shape or config.model.image_shape or (1, 28, 28)
+    config = resolve_model_config(config, tuple(shape))
     seed_everything(config.train.seed)
     return config, VAE(config.model)
 
@@ -72,7 +77,7 @@ def setup(
     model = model.to(device)
     if config.train.channels_last:
         model = model.to(memory_format=CHANNELS_LAST)
-    objective = build_objective(config.objective)
+    objective = benchmark_objective(config, model, device)
     step = build_step(model, objective, build_optimizer(model, config), config.train, device)
     gen, shape = torch.Generator().manual_seed(0), (config.train.batch_size, *config.model.image_shape)
     if config.model.likelihood.name == "bernoulli":
@@ -80,6 +85,23 @@ def setup(
     else:
         x = torch.randint(0, 256, shape, generator=gen) / 255.0
     return model, step, x.to(device), step_flops(model, objective, config.train, device)
+
+
+def benchmark_objective(config: RunConfig, model: VAE, device: torch.device) -> Callable:
+    """``config.objective`` built for ``model`` as a run builds it, on ``device``. An adversarial
+    objective whose perceptual term would use a feature net trained on the data gets an untrained one
+    of the same shape: the same cost, no data needed."""
+    perceptual = None
+    options = config.objective
+    if getattr(options, "perceptual_weight", 0.0) > 0:
+        if options.perceptual_weights:
+            perceptual = vgg16_features(options.perceptual_weights)
+        else:
+            shape = model.image_shape
+            net = FeatureNet(FeatureNetConfig(image_shape=shape, num_classes=10))
+            perceptual = tapped_feature_net(net, shape[0])
+    objective = build_objective(options, dataset_size=60_000, model=model, perceptual=perceptual)
+    return objective.to(device) if isinstance(objective, torch.nn.Module) else objective
 
 
 @benchmark

@@ -33,6 +33,11 @@ SMOKE = {
         "--variants fp32 --steps 1 --rounds 1 --profile 3 --iw-images 2 --iw-k 2 --iw-variants fp32",
         slow=False,
     ),
+    "throughput of an adversarial config": case(
+        "--config configs/photos32-sharp.yaml --set model.image_shape=[3,32,32] --set objective.disc_start=0"
+        " --set train.batch_size=4 --variants fp32 --steps 1 --rounds 1 --skip iw_eval sampling",
+        slow=False,
+    ),
     "conv_kernels": case("--shapes 4x8@6 8x8@6/2 --precisions fp32 --batch 2", slow=False),
     "peer_pythae": case("--steps 1 --rounds 1 --config configs/conv.yaml", "mnist pythae"),
     "scaling": case("--steps 2 --procs 1 --batches 16 --repeats 1", "mnist"),

@@ -17,7 +17,7 @@ from torch import nn
 
 from vaelab.data import ImageDataset
 from vaelab.errors import ConfigError, DataError
-from vaelab.evaluation.features import load_feature_space
+from vaelab.evaluation.features import FeatureNet, load_feature_space
 from vaelab.objectives import Objective, build_objective
 from vaelab.objectives.perceptual import TappedFeatures, vgg16_features
 from vaelab.training.distributed import DistContext
@@ -45,11 +45,16 @@ def perceptual_net(objective: Any, train_set: ImageDataset, *, verbose: bool = T
             f"net trained on {train_set.name!r} (once; cached)",
             file=sys.stderr,
         )
+    return tapped_feature_net(net, train_set.image_shape[0])
+
+
+def tapped_feature_net(net: FeatureNet, channels: int) -> TappedFeatures:
+    """A feature classifier as the perceptual term reads it: frozen, tapped after each convolution."""
     body = net.body
     taps = [
         i for i, layer in enumerate(body) if isinstance(layer, nn.ReLU) and i < len(net.config.channels) * 2
     ]
-    return TappedFeatures(body, taps, train_set.image_shape[0])
+    return TappedFeatures(body, taps, channels)
 
 
 def training_objective(
