@@ -32,6 +32,12 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
     assert not weight.requires_grad
     flat = objective.adaptive_weight(rec, (w * 0).sum(), pixels=3)  # no adversarial gradient: the bound
     assert flat.item() == pytest.approx(3e4)
+    # A ceiling per pixel value: the ratio is cut there, and left alone below it.
+    _, capped = adversarial(adaptive_weight_max=0.1)
+    capped._last_layer = (w,)
+    assert capped.adaptive_weight(rec, (w * 1e6 * b).sum(), pixels=3).item() < 0.3
+    assert capped.adaptive_weight(rec, adv, pixels=3).item() == pytest.approx(0.3)
+    assert capped.adaptive_weight(rec, (w * 0).sum(), pixels=3).item() == pytest.approx(0.3)
 
 
 def test_the_generator_loss_adds_the_weighted_adversarial_term_after_disc_start():
@@ -47,6 +53,22 @@ def test_the_generator_loss_adds_the_weighted_adversarial_term_after_disc_start(
     assert torch.allclose(after.loss, expected, rtol=1e-5)
     after.loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.decoder.parameters())
+
+
+def test_the_generator_step_leaves_the_discriminator_weights_alone_but_trains_and_updates_it_after():
+    model, objective = adversarial(sample_weight=1.0)
+    x = torch.rand(4, 3, 8, 8)
+    terms = objective(model(x))
+    terms.loss.backward()
+    # The generator's backward reaches the decoder through the discriminator's inputs only ...
+    assert all(p.grad is not None for p in model.decoder.parameters())
+    assert all(p.grad is None for p in objective.discriminator.parameters())
+    # ... and the discriminator is trainable again for its own step, which changes its weights.
+    assert all(p.requires_grad for p in objective.discriminator.parameters())
+    kernels = [p for p in objective.discriminator.parameters() if p.dim() > 1]
+    before = [p.detach().clone() for p in kernels]
+    objective.discriminator_step(x, terms.fake)
+    assert all(not torch.equal(a, b) for a, b in zip(before, kernels, strict=True))
 
 
 def test_sample_weight_lets_the_discriminator_judge_prior_samples_and_trains_the_decoder_on_them():

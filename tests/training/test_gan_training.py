@@ -5,12 +5,16 @@ import json
 
 import pytest
 import torch
+from tests.helpers import mlp_vae
 
 from vaelab.config import load_config
 from vaelab.errors import ConfigError
+from vaelab.objectives import AdversarialConfig, build_objective
 from vaelab.training import train
 from vaelab.training.checkpoint import Checkpoint
+from vaelab.training.config import TrainConfig
 from vaelab.training.signals import TrainingInterrupted
+from vaelab.training.step import build_step
 
 GAN = ["objective.name=adversarial", "objective.disc_start=3", "objective.disc_channels=8",
        "objective.pixel_weight=1.0", "model.likelihood.name=gaussian", "model.likelihood.variance=shared",
@@ -65,3 +69,23 @@ def test_the_perceptual_term_falls_back_to_a_self_trained_net_and_says_so(blobs_
 def test_compiling_an_adversarial_objective_is_refused_with_a_clear_error(blobs_npz, tmp_path):
     with pytest.raises(ConfigError, match="cannot be compiled"):
         train(config(blobs_npz, "train.compile=true"), tmp_path / "run", progress=False, log=False)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_discriminator_update_runs_at_the_step_precision_with_its_loss_in_fp32(precision):
+    torch.manual_seed(0)
+    model = mlp_vae(8, 4, 16, likelihood={"name": "gaussian", "variance": "shared"}, image_shape=(3, 8, 8))
+    objective = build_objective(AdversarialConfig(disc_channels=8, r1_gamma=1.0), model=model)
+    optimizer = torch.optim.Adam(model.parameters())
+    step = build_step(model, objective, optimizer, TrainConfig(precision=precision), torch.device("cpu"))
+    seen = []
+    objective.discriminator.net[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    kernel = objective.discriminator.net[0].weight.detach().clone()
+    terms, applied = step(torch.rand(4, 3, 8, 8))
+    # The generator's pass judges the reconstructions, then the discriminator's update judges the
+    # real and the reconstructed images (then R1 re-judges the real ones in fp32).
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert applied and seen == [dtype, dtype, dtype, torch.float32]
+    assert terms.stats["d_loss"].dtype == torch.float32 and torch.isfinite(terms.stats["d_loss"])
+    assert terms.stats["r1"].dtype == torch.float32
+    assert not torch.equal(objective.discriminator.net[0].weight, kernel)

@@ -73,6 +73,10 @@ class AdversarialConfig(BaseModel):
     # adversarial term. 0: only reconstructions are judged (VQGAN, the KL-autoencoders).
     sample_weight: float = Field(default=0.0, ge=0.0)
     adaptive_weight: bool = True
+    # Ceiling on the adaptive weight per pixel value (VQGAN's 1e4 for a per-pixel loss; the per-image
+    # sums here scale it by the pixel count). Stable photos32 runs stay below ~5; a low ceiling stops
+    # the loop in which adversarial damage grows the reconstruction gradient and so the weight itself.
+    adaptive_weight_max: float = Field(default=1e4, gt=0.0)
     # Optimisation steps before the discriminator and the generator's adversarial term start.
     disc_start: int = Field(default=0, ge=0)
     # Steps over which the adversarial term's weight rises linearly from 0 to disc_weight after
@@ -164,14 +168,16 @@ class Adversarial(nn.Module):
     def adaptive_weight(self, rec: torch.Tensor, adv: torch.Tensor, pixels: int) -> torch.Tensor:
         """VQGAN's lambda = ||grad_W rec|| / (||grad_W L_G|| + 1e-4) at the decoder's last layer W, detached;
         1 where W is not in the graph (a copy of the model). VQGAN clamps it to [0, 1e4] for a per-pixel
-        mean loss; ``rec`` here is a per-image sum over ``pixels`` values, so the bound is 1e4 x pixels."""
+        mean loss; ``rec`` here is a per-image sum over ``pixels`` values, so the bound is
+        ``adaptive_weight_max`` (1e4 by default) x pixels."""
         if not self.config.adaptive_weight:
             return torch.ones((), device=rec.device)
         (g_rec,) = torch.autograd.grad(rec, self._last_layer, retain_graph=True, allow_unused=True)
         (g_adv,) = torch.autograd.grad(adv, self._last_layer, retain_graph=True, allow_unused=True)
         if g_rec is None or g_adv is None:
             return torch.ones((), device=rec.device)
-        return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4 * pixels).detach()
+        bound = self.config.adaptive_weight_max * pixels
+        return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, bound).detach()
 
     @property
     def ramp(self) -> float:
@@ -190,20 +196,35 @@ class Adversarial(nn.Module):
         stats: dict[str, torch.Tensor] = {"rec_loss": rec.detach()}
         judged = fake
         if self.active and self.config.disc_weight > 0:
-            logits = self.discriminator(fake)
-            adv = generator_loss(logits, self.config.disc_loss)
-            stats |= {"logits_fake_g": logits.detach().mean()}
-            if self.config.sample_weight:
-                samples = self.prior_samples(x.shape[0])
-                sample_logits = self.discriminator(samples)
-                adv = adv + self.config.sample_weight * generator_loss(sample_logits, self.config.disc_loss)
-                stats["logits_sample_g"] = sample_logits.detach().mean()
-                judged = torch.cat([fake, samples])
+            adv, judged = self.generator_adversarial_loss(fake, stats)
             weight = self.adaptive_weight(rec, adv, x[0].numel()) * self.config.disc_weight * self.ramp
             loss = loss + weight * adv
             stats |= {"g_loss": adv.detach(), "adaptive_weight": weight}
         elbo = out.elbo.detach()
         return AdversarialTerms(loss, elbo, out.log_px_z.detach(), out.kl.detach(), judged.detach(), stats)
+
+    def generator_adversarial_loss(
+        self, fake: torch.Tensor, stats: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_G for the step's reconstructions ``fake`` (plus ``sample_weight`` times that of as many
+        decoded prior draws), and the images the discriminator then judges; logits into ``stats``."""
+        c = self.config
+        # The generator's backward needs the discriminator's input gradients, not its weights' (its own
+        # step computes those afresh): frozen here, its backward skips the weight half.
+        self.discriminator.requires_grad_(False)
+        try:
+            logits = self.discriminator(fake)
+            adv, judged = generator_loss(logits, c.disc_loss), fake
+            stats["logits_fake_g"] = logits.detach().mean()
+            if c.sample_weight:
+                samples = self.prior_samples(fake.shape[0])
+                sample_logits = self.discriminator(samples)
+                adv = adv + c.sample_weight * generator_loss(sample_logits, c.disc_loss)
+                stats["logits_sample_g"] = sample_logits.detach().mean()
+                judged = torch.cat([fake, samples])
+        finally:
+            self.discriminator.requires_grad_(True)
+        return adv, judged
 
     def prior_samples(self, n: int) -> torch.Tensor:
         """``n`` images decoded from top-latent prior draws (random classes for a conditional model; a
@@ -221,13 +242,16 @@ class Adversarial(nn.Module):
         generator's; counts the steps for ``disc_start``)."""
         stats: dict[str, torch.Tensor] = {}
         if self.active and self.config.disc_weight > 0:
-            with torch.autocast(x.device.type, enabled=False):
-                real_logits, fake_logits = self.discriminator(x.float()), self.discriminator(fake.float())
-                loss = discriminator_loss(real_logits, fake_logits, self.config.disc_loss)
-                if self.config.r1_gamma:
+            # Under the caller's autocast, if any (the training step's bf16: 2.2x faster on a CPU
+            # with AMX); the loss, its guards and R1's double backward in fp32.
+            real_logits = self.discriminator(x.float()).float()
+            fake_logits = self.discriminator(fake.float()).float()
+            loss = discriminator_loss(real_logits, fake_logits, self.config.disc_loss)
+            if self.config.r1_gamma:
+                with torch.autocast(x.device.type, enabled=False):
                     r1 = r1_penalty(self.discriminator, x.float())
-                    loss = loss + 0.5 * self.config.r1_gamma * r1
-                    stats["r1"] = r1.detach()
+                loss = loss + 0.5 * self.config.r1_gamma * r1
+                stats["r1"] = r1.detach()
             stats |= {"d_loss": loss.detach(), "logits_real": real_logits.detach().mean()}
             stats["logits_fake"] = fake_logits.detach().mean()
             self.optimizer.zero_grad(set_to_none=True)

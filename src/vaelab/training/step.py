@@ -148,6 +148,9 @@ def build_step(
         _compiled_after_eager_call(compute_terms, config.compile_mode) if config.compile else compute_terms
     )
     discriminator_step = getattr(objective, "discriminator_step", None)  # the adversarial objective's
+    # The discriminator's own update autocasts to bf16 with the step; fp16 would need its own loss
+    # scaler, so under fp16 it stays fp32.
+    disc_autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp.dtype == torch.bfloat16)
 
     def step(
         x: torch.Tensor, labels: torch.Tensor | None = None, kl_weight: float = 1.0, weight: float = 1.0
@@ -174,7 +177,8 @@ def build_step(
     def adversary_step(x: torch.Tensor, terms: LossTerms) -> None:
         """The discriminator's update after the generator's, for an objective that has one."""
         if discriminator_step is not None:
-            terms.stats |= discriminator_step(x, terms.fake)  # type: ignore[attr-defined]
+            with disc_autocast:
+                terms.stats |= discriminator_step(x, terms.fake)  # type: ignore[attr-defined]
 
     step.scaler = scaler  # type: ignore[attr-defined]
     return step
