@@ -73,10 +73,6 @@ class AdversarialConfig(BaseModel):
     # adversarial term. 0: only reconstructions are judged (VQGAN, the KL-autoencoders).
     sample_weight: float = Field(default=0.0, ge=0.0)
     adaptive_weight: bool = True
-    # Ceiling on the adaptive weight per pixel value (VQGAN's 1e4 for a per-pixel loss; the per-image
-    # sums here scale it by the pixel count). Stable photos32 runs stay below ~5; a low ceiling stops
-    # the loop in which adversarial damage grows the reconstruction gradient and so the weight itself.
-    adaptive_weight_max: float = Field(default=1e4, gt=0.0)
     # Optimisation steps before the discriminator and the generator's adversarial term start.
     disc_start: int = Field(default=0, ge=0)
     # Steps over which the adversarial term's weight rises linearly from 0 to disc_weight after
@@ -168,16 +164,14 @@ class Adversarial(nn.Module):
     def adaptive_weight(self, rec: torch.Tensor, adv: torch.Tensor, pixels: int) -> torch.Tensor:
         """VQGAN's lambda = ||grad_W rec|| / (||grad_W L_G|| + 1e-4) at the decoder's last layer W, detached;
         1 where W is not in the graph (a copy of the model). VQGAN clamps it to [0, 1e4] for a per-pixel
-        mean loss; ``rec`` here is a per-image sum over ``pixels`` values, so the bound is
-        ``adaptive_weight_max`` (1e4 by default) x pixels."""
+        mean loss; ``rec`` here is a per-image sum over ``pixels`` values, so the bound is 1e4 x pixels."""
         if not self.config.adaptive_weight:
             return torch.ones((), device=rec.device)
         (g_rec,) = torch.autograd.grad(rec, self._last_layer, retain_graph=True, allow_unused=True)
         (g_adv,) = torch.autograd.grad(adv, self._last_layer, retain_graph=True, allow_unused=True)
         if g_rec is None or g_adv is None:
             return torch.ones((), device=rec.device)
-        bound = self.config.adaptive_weight_max * pixels
-        return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, bound).detach()
+        return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4 * pixels).detach()
 
     @property
     def ramp(self) -> float:
