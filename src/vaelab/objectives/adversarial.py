@@ -236,8 +236,9 @@ class Adversarial(nn.Module):
         generator's; counts the steps for ``disc_start``)."""
         stats: dict[str, torch.Tensor] = {}
         if self.active and self.config.disc_weight > 0:
-            # Under the caller's autocast, if any (the training step's bf16: 2.2x faster on a CPU
-            # with AMX); the loss, its guards and R1's double backward in fp32.
+            # Under the caller's autocast, if any (the training step's bf16; with it the whole
+            # adversarial step runs 1.9x faster on a CPU with AMX, docs/sharp.md); the loss, its
+            # guards and R1's double backward in fp32.
             real_logits = self.discriminator(x.float()).float()
             fake_logits = self.discriminator(fake.float()).float()
             loss = discriminator_loss(real_logits, fake_logits, self.config.disc_loss)
