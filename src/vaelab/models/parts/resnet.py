@@ -222,10 +222,9 @@ class ResNetDecoder(DecoderPart):
             if i + 1 < n:
                 layers.append(Upsample(ch, config.channels[i + 1]))
         layers.append(activation(config.activation))
-        if resize:
-            layers += [nn.Upsample(scale_factor=config.patch, mode="nearest")]
-            c = out_shape[0]
-        layers.append(Conv2d(config.channels[-1], c, 3, padding=1))
+        if resize:  # full resolution first, then one value per pixel and likelihood parameter
+            layers.append(nn.Upsample(scale_factor=config.patch, mode="nearest"))
+        layers.append(Conv2d(config.channels[-1], out_shape[0] if resize else c, 3, padding=1))
         self.net = nn.Sequential(*layers)
         self.activation_elements = max(ch * h * w for ch, (h, w) in zip(config.channels, sides, strict=True))
 
