@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmarks.harness import REPO, benchmark, evaluate, train_cli
 from benchmarks.photos32 import data_path
 
@@ -71,4 +73,57 @@ def sharp(
     out["summary"] = {
         key: {side: (out[side].get(part) or {}).get(key) for side in sides} for key, part in SUMMARY.items()
     }
+    return out
+
+
+def _with_band(images: torch.Tensor, band: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """``images`` (B, C, H, W) with the frequencies in ``band`` (H, W: 1 inside) scaled by ``gain`` (B,),
+    each channel's mean kept, clamped to [0, 1]."""
+    spectrum = torch.fft.fft2(images)
+    scale = 1 + (gain[:, None, None, None] - 1) * band
+    return torch.fft.ifft2(spectrum * scale).real.clamp(0, 1)
+
+
+@benchmark
+def detail_cost(
+    run: Path, dataset: str | None = None, target: float = 0.8, max_images: int = 2000
+) -> dict[str, Any]:
+    """What raising RUN's reconstructions' high-frequency (HF) power ratio to --target costs in PSNR,
+    when nothing else changes: a reference for an objective that adds detail. Scores the reconstructions
+    of --dataset's test split (default: photos32) as they are and three edits of them, each raising every
+    image's power above half Nyquist, where the HF ratio sums it: sharpened per image (the band scaled
+    to --target times that image's input power: coherent with what the decoder got right, the cheapest
+    way in squared error), sharpened with one gain for all images (a fixed filter), and with added detail
+    of independent phase (Gaussian noise limited to the band, per image up to --target of its input's
+    power: detail the code does not place). Pixels are clamped to [0, 1], so the ratios land a little
+    under --target."""
+    from vaelab.data.inputs import load_inputs
+    from vaelab.evaluation.reconstruction import compare_reconstructions
+    from vaelab.evaluation.sharpness import HALF_NYQUIST, high_frequency_power
+    from vaelab.models import VAE
+
+    model = VAE.from_pretrained(run / "model" if (run / "model").is_dir() else run).eval()
+    source = dataset or str(data_path(None))
+    x = load_inputs(source, model.image_shape, split="test").images[:max_images].float() / 255
+    with torch.inference_mode():
+        rec = torch.cat([model.reconstruct(x[i : i + 500]).float() for i in range(0, len(x), 500)])
+    fy, fx = (torch.fft.fftfreq(n) for n in x.shape[-2:])
+    band = ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() > HALF_NYQUIST).float()
+    power_in, power_rec = high_frequency_power(x).float(), high_frequency_power(rec).float()
+    per_image = (target * power_in / power_rec.clamp_min(1e-12)).sqrt()
+    one_gain = float((target * power_in.sum() / power_rec.sum()).sqrt())
+    noise = torch.fft.ifft2(torch.fft.fft2(torch.randn_like(rec)) * band).real
+    noise_scale = ((target * power_in - power_rec).clamp_min(0) / high_frequency_power(noise).float()).sqrt()
+    edits = {
+        "reconstructions": rec,
+        "sharpened_per_image": _with_band(rec, band, per_image),
+        "sharpened_one_gain": _with_band(rec, band, torch.full((len(rec),), one_gain)),
+        "independent_phase_detail": (rec + noise_scale[:, None, None, None] * noise).clamp(0, 1),
+    }
+    keys = ("psnr", "psnr_se", "psnr_of_mean_mse", "ssim", "hf_power_ratio")
+    out: dict[str, Any] = {"run": str(run), "dataset": source, "images": len(x), "target": target}
+    out["one_gain"] = one_gain
+    for name, images in edits.items():
+        scores = compare_reconstructions([(images, x)])
+        out[name] = {key: scores[key] for key in keys}
     return out

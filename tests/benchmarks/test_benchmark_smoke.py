@@ -86,6 +86,7 @@ SMOKE = {
         "--config configs/mnist-sharp.yaml --dataset digits --minutes 0.02 --iw-samples 1 --n-samples 16"
         " --set objective.disc_start=0 --set train.batch_size=16"
     ),
+    "detail_cost": case("{run} --dataset {run}/../blobs.npz --max-images 20", "run"),
 }
 
 
