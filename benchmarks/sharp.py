@@ -101,14 +101,15 @@ def detail_cost(
     from vaelab.evaluation.reconstruction import compare_reconstructions
     from vaelab.evaluation.sharpness import HALF_NYQUIST, high_frequency_power
     from vaelab.models import VAE
+    from vaelab.objectives.spectral import radial_bins
 
     model = VAE.from_pretrained(run / "model" if (run / "model").is_dir() else run).eval()
     source = dataset or str(data_path(None))
     x = load_inputs(source, model.image_shape, split="test").images[:max_images].float() / 255
     with torch.inference_mode():
         rec = torch.cat([model.reconstruct(x[i : i + 500]).float() for i in range(0, len(x), 500)])
-    fy, fx = (torch.fft.fftfreq(n) for n in x.shape[-2:])
-    band = ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() > HALF_NYQUIST).float()
+    h, w = x.shape[-2:]
+    band = (radial_bins(h, w) / min(h, w) > HALF_NYQUIST).float()  # the bins the HF ratio sums
     power_in, power_rec = high_frequency_power(x).float(), high_frequency_power(rec).float()
     per_image = (target * power_in / power_rec.clamp_min(1e-12)).sqrt()
     one_gain = float((target * power_in.sum() / power_rec.sum()).sqrt())

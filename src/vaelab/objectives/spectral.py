@@ -18,6 +18,14 @@ import torch
 LOG_EPS = 1e-10  # power floor inside the log: far below one 8-bit grey level's power in any bin
 
 
+def radial_bins(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(H, W) int64: the radial bin of each frequency of an H x W 2-D FFT (in ``torch.fft.fft2``'s
+    order), bin k holding the radii within half a bin of k / min(H, W) cycles per pixel."""
+    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=device)
+    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=device)
+    return torch.round(torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) * min(h, w)).long()
+
+
 def radial_power_spectrum(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The radially averaged power spectrum of each image of ``x`` (B, C, H, W), in ``x``'s dtype and
     differentiable: ((B, R) power, (R,) radius in cycles/pixel).
@@ -32,9 +40,7 @@ def radial_power_spectrum(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     power = power.flatten(1)
     power = torch.cat([torch.zeros_like(power[:, :1]), power[:, 1:]], 1)  # DC: rounding error only
     side = min(h, w)
-    fy = torch.fft.fftfreq(h, dtype=torch.float64, device=x.device)
-    fx = torch.fft.fftfreq(w, dtype=torch.float64, device=x.device)
-    bins = torch.round(torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) * side).long().flatten()
+    bins = radial_bins(h, w, x.device).flatten()
     counts = torch.bincount(bins)
     sums = torch.zeros(len(x), len(counts), dtype=power.dtype, device=x.device).index_add(1, bins, power)
     kept = counts > 0
