@@ -128,3 +128,33 @@ def detail_cost(
         scores = compare_reconstructions([(images, x)])
         out[name] = {key: scores[key] for key in keys}
     return out
+
+
+@benchmark
+def clipped_samples(
+    runs: tuple[Path, ...], n: int = 500, seed: int = 0, margin: float = 0.05, min_pixels: int = 12
+) -> dict[str, Any]:
+    """How much of each RUN's prior samples the clip to [0, 1] decides: --n draws decoded unclipped
+    (``VAE.decode(clip=False)``), and per run the fraction of samples with a dark blotch (at least
+    --min-pixels pixels below -margin in every channel: black after the clip), with a bright one (above
+    1 + margin), the fraction of pixel values out of range by more than --margin, and the extremes. An
+    adversarial decoder whose loss sees only clipped images can drive regions of its samples far out of
+    range, where no gradient reaches them."""
+    from vaelab.models import VAE
+
+    out: dict[str, Any] = {"n": n, "seed": seed, "margin": margin, "min_pixels": min_pixels, "runs": {}}
+    for run in runs:
+        model = VAE.from_pretrained(run / "model" if (run / "model").is_dir() else run).eval()
+        with torch.inference_mode():
+            z = model.prior.sample(n, 1.0, generator=torch.Generator().manual_seed(seed))
+            raw = torch.cat([model.decode(z[i : i + 250], clip=False).float() for i in range(0, n, 250)])
+        dark = (raw < -margin).all(1).flatten(1).sum(1) >= min_pixels
+        bright = (raw > 1 + margin).all(1).flatten(1).sum(1) >= min_pixels
+        out["runs"][str(run)] = {
+            "dark_blotch_fraction": dark.float().mean().item(),
+            "bright_blotch_fraction": bright.float().mean().item(),
+            "out_of_range_fraction": ((raw < -margin) | (raw > 1 + margin)).float().mean().item(),
+            "min": raw.min().item(),
+            "max": raw.max().item(),
+        }
+    return out

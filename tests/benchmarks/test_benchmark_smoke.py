@@ -87,6 +87,7 @@ SMOKE = {
         " --set objective.disc_start=0 --set train.batch_size=16"
     ),
     "detail_cost": case("{run} --dataset {run}/../blobs.npz --max-images 20", "run"),
+    "clipped_samples": case("{run} {run} --n 8", "run"),
 }
 
 

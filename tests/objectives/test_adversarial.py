@@ -73,7 +73,7 @@ def test_sample_weight_lets_the_discriminator_judge_prior_samples_and_trains_the
     terms = objective(out)
     assert terms.fake.shape == (8, 3, 8, 8)  # 4 reconstructions, then 4 decoded prior draws
     torch.manual_seed(3)
-    samples = model.decode(model.prior.sample(4, 1.0))
+    samples = model.decode(model.prior.sample(4, 1.0), clip=False)
     assert torch.allclose(terms.fake[4:], samples.detach())
     on_recons = generator_loss(objective.discriminator(terms.fake[:4]), "hinge")
     on_samples = generator_loss(objective.discriminator(samples), "hinge")
@@ -82,6 +82,20 @@ def test_sample_weight_lets_the_discriminator_judge_prior_samples_and_trains_the
     on_samples.backward()  # the samples' term reaches the decoder, never the encoder
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
     assert all(p.grad is None for p in model.encoder.parameters())
+
+
+def test_a_decoder_output_far_out_of_range_still_gets_the_discriminators_gradient():
+    # Judged through the clip that ``decode`` shows, a prior draw decoded to -5 everywhere would look
+    # black and its generator loss would have no gradient: such regions stayed as black blotches.
+    model, objective = adversarial(sample_weight=1.0)
+    with torch.no_grad():
+        model.decoder.last_layer_weight().zero_()
+        last_bias = [p for n, p in model.decoder.named_parameters() if n.endswith("bias")][-1]
+        last_bias.fill_(-5.0)
+    samples = objective.prior_samples(4)
+    assert samples.max() < -4.9 and model.decode(model.prior.sample(4, 1.0)).max() == 0
+    generator_loss(objective.discriminator(samples), "hinge").backward()
+    assert last_bias.grad is not None and last_bias.grad.abs().sum() > 0
 
 
 def test_hinge_and_non_saturating_losses_match_their_closed_forms():

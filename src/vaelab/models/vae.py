@@ -163,10 +163,12 @@ class VAE(nn.Module):
         """p(x|z) (p(x|z, y) when conditional) for top latents ``z``, lower layers at their prior means."""
         return self.likelihood(self._mean_path(z, labels))
 
-    def decode(self, z: torch.Tensor, labels: Labels = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: Labels = None, clip: bool = True) -> torch.Tensor:
         """The expected image in [0, 1] for each top latent (B, latent_dim) -> (B, C, H, W), lower layers
-        at their prior means (what the ONNX decoder computes)."""
-        return self.likelihood.mean(self._mean_path(z, labels))
+        at their prior means (what the ONNX decoder computes). ``clip=False`` leaves it unclipped
+        (``LikelihoodPart.raw_mean``), for losses whose gradient must reach out-of-range pixels."""
+        params = self._mean_path(z, labels)
+        return self.likelihood.mean(params) if clip else self.likelihood.raw_mean(params)
 
     def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z_1|x) || p(z_1)) per image at the draw ``z`` (see ``layer_kl``)."""

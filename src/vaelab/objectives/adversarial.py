@@ -11,7 +11,9 @@ where a pixel-wise likelihood alone averages them away. The generator minimises
 
 per image (D: the number of pixel values, so the perceptual and spectral terms are on the per-image
 scale of the others; S: :func:`vaelab.objectives.spectral.spectral_distance`), where ``x_hat`` is the
-likelihood's mean and lambda the adaptive weight of VQGAN (eq. 7): the ratio of the gradient norms
+likelihood's mean, unclipped (``raw_mean``: a clip to [0, 1] has no gradient, and prior draws that
+the decoder had driven far below 0 stayed as black blotches the discriminator could see but not
+correct), and lambda the adaptive weight of VQGAN (eq. 7): the ratio of the gradient norms
 of ``rec`` and ``L_G`` at the decoder's last layer, so neither swamps the other whatever their
 scales. With ``sample_weight`` > 0, ``L_G`` also holds that weight times the generator loss of
 images decoded from prior draws (VAE/GAN, Larsen et al. 2016), which the discriminator then judges
@@ -119,7 +121,7 @@ class Adversarial(nn.Module):
             )
         if config.perceptual_weight > 0 and perceptual is None:
             raise ConfigError("objective.perceptual_weight > 0 needs a perceptual feature net (perceptual=)")
-        self.likelihood_mean = model.likelihood.mean
+        self.likelihood_mean = model.likelihood.raw_mean
         # In tuples, so that the model and its decoder's weight are not registered as this module's own.
         self._model = (model,)
         self._last_layer = (model.decoder.last_layer_weight(),)
@@ -228,7 +230,7 @@ class Adversarial(nn.Module):
         with torch.no_grad():
             z = model.prior.sample(n, 1.0)
         labels = torch.randint(model.num_classes, (n,), device=z.device) if model.num_classes else None
-        return model.decode(z, labels)
+        return model.decode(z, labels, clip=False)
 
     def discriminator_step(self, x: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update of the discriminator on real ``x`` and the step's reconstructions ``fake`` (and

@@ -154,3 +154,10 @@ def test_a_bin_far_narrower_than_the_scale_is_the_density_times_its_width():
     torch.testing.assert_close(lp.detach(), expected)
     lp.sum().backward()
     assert torch.isfinite(centre.grad).all() and torch.isfinite(width.grad).all()
+
+
+def test_raw_mean_is_the_unclipped_location_and_mean_its_clip():
+    lik = likelihood()
+    params = torch.cat([torch.linspace(-2, 3, 12).reshape(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)], dim=1)
+    torch.testing.assert_close(lik.raw_mean(params), params[:, :3])
+    torch.testing.assert_close(lik.mean(params), params[:, :3].clamp(0, 1))

@@ -126,3 +126,12 @@ def test_gaussian_shared_gradients_are_finite_at_extremes():
     assert torch.isfinite(lp).all()
     lp.sum().backward()
     assert torch.isfinite(loc.grad).all() and torch.isfinite(lik.log_scale_raw.grad).all()
+
+
+def test_gaussian_raw_mean_is_the_unclipped_location_and_mean_its_clip():
+    lik = GaussianLikelihood(GaussianLikelihoodConfig(variance="learned"), 1)
+    params = torch.tensor([[[[-3.0, 0.4]], [[0.0, 0.0]]]])  # locations, then log-scales
+    torch.testing.assert_close(lik.raw_mean(params), torch.tensor([[[[-3.0, 0.4]]]]))
+    torch.testing.assert_close(lik.mean(params), torch.tensor([[[[0.0, 0.4]]]]))
+    bern = BernoulliLikelihood(BernoulliLikelihoodConfig(), 1)  # bounded: its raw mean is its mean
+    torch.testing.assert_close(bern.raw_mean(params[:, :1]), bern.mean(params[:, :1]))

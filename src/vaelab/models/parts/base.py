@@ -144,6 +144,12 @@ class LikelihoodPart(nn.Module):
         """The image to show for these parameters, in [0, 1]."""
         raise NotImplementedError
 
+    def raw_mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The expected image before any clipping to [0, 1], for losses that judge the decoder's output
+        (the adversarial objective): where ``mean`` clips, its gradient is zero, and a region the decoder
+        drives far out of range would stay there unseen. This default returns ``mean``."""
+        return self.mean(params)
+
     def guided_channels(self) -> int | None:
         """How many of the parameter channels, from the first, classifier-free guidance mixes (the
         location parameters: logits, means); the rest keep the conditional pass's values. None: guidance

@@ -170,7 +170,11 @@ class DiscretizedGaussianLikelihood(LikelihoodPart):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Expected image in [0, 1] (for grids and reconstructions)."""
-        return params.chunk(2, dim=1)[0].clamp(0, 1)
+        return self.raw_mean(params).clamp(0, 1)
+
+    def raw_mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The location, unclipped (see ``LikelihoodPart.raw_mean``)."""
+        return params.chunk(2, dim=1)[0]
 
     def guided_channels(self) -> int:
         """The means; the log-scales stay the conditional pass's (as for a learned Gaussian scale)."""

@@ -157,7 +157,11 @@ class GaussianLikelihood(LikelihoodPart):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Expected image, clipped to the valid pixel range [0, 1]."""
-        return self._loc_scale(params)[0].clamp(0.0, 1.0)
+        return self.raw_mean(params).clamp(0.0, 1.0)
+
+    def raw_mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The location itself, unclipped (see ``LikelihoodPart.raw_mean``)."""
+        return self._loc_scale(params)[0]
 
     def guided_channels(self) -> int:
         """The means. With a fixed or shared scale both passes have the same scale, and the mixed mean is
