@@ -164,11 +164,9 @@ class VAE(nn.Module):
         return self.likelihood(self._mean_path(z, labels))
 
     def decode(self, z: torch.Tensor, labels: Labels = None, clip: bool = True) -> torch.Tensor:
-        """The expected image in [0, 1] for each top latent (B, latent_dim) -> (B, C, H, W), lower layers
-        at their prior means (what the ONNX decoder computes). ``clip=False`` leaves it unclipped
-        (``LikelihoodPart.raw_mean``), for losses whose gradient must reach out-of-range pixels."""
-        params = self._mean_path(z, labels)
-        return self.likelihood.mean(params) if clip else self.likelihood.raw_mean(params)
+        """The expected image in [0, 1] for top latents (B, latent_dim) -> (B, C, H, W), lower layers at
+        their prior means (as the ONNX decoder); ``clip=False``: ``LikelihoodPart.raw_mean``, unclipped."""
+        return (self.likelihood.mean if clip else self.likelihood.raw_mean)(self._mean_path(z, labels))
 
     def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z_1|x) || p(z_1)) per image at the draw ``z`` (see ``layer_kl``)."""
