@@ -103,7 +103,7 @@ def detail_cost(
     from vaelab.models import VAE
     from vaelab.objectives.spectral import radial_bins
 
-    model = VAE.from_pretrained(run / "model" if (run / "model").is_dir() else run).eval()
+    model = VAE.from_pretrained(run)  # a run directory or a saved model, in eval mode
     source = dataset or str(data_path(None))
     x = load_inputs(source, model.image_shape, split="test").images[:max_images].float() / 255
     with torch.inference_mode():
@@ -144,7 +144,7 @@ def clipped_samples(
 
     out: dict[str, Any] = {"n": n, "seed": seed, "margin": margin, "min_pixels": min_pixels, "runs": {}}
     for run in runs:
-        model = VAE.from_pretrained(run / "model" if (run / "model").is_dir() else run).eval()
+        model = VAE.from_pretrained(run)
         with torch.inference_mode():
             z = model.prior.sample(n, 1.0, generator=torch.Generator().manual_seed(seed))
             raw = torch.cat([model.decode(z[i : i + 250], clip=False).float() for i in range(0, n, 250)])

@@ -121,7 +121,7 @@ class Adversarial(nn.Module):
             )
         if config.perceptual_weight > 0 and perceptual is None:
             raise ConfigError("objective.perceptual_weight > 0 needs a perceptual feature net (perceptual=)")
-        self.likelihood_mean = model.likelihood.raw_mean
+        self.raw_mean = model.likelihood.raw_mean
         # In tuples, so that the model and its decoder's weight are not registered as this module's own.
         self._model = (model,)
         self._last_layer = (model.decoder.last_layer_weight(),)
@@ -186,7 +186,7 @@ class Adversarial(nn.Module):
         """The generator's loss for one forward pass (``out.x`` the input batch)."""
         if out.x is None:
             raise ValueError("the adversarial objective needs the input batch on the model's output (out.x)")
-        x, fake = out.x, self.likelihood_mean(out.px_params)
+        x, fake = out.x, self.raw_mean(out.px_params)
         rec = self.reconstruction_loss(x, fake, out.log_px_z).mean()
         loss = rec + (self.config.beta * kl_weight * out.kl).mean()
         stats: dict[str, torch.Tensor] = {"rec_loss": rec.detach()}
