@@ -259,3 +259,22 @@ def test_gradients_are_finite_at_extremes(is_coupled):
     assert torch.isfinite(lp).all()
     lp.sum().backward()
     assert torch.isfinite(params.grad).all()
+
+
+def test_coupled_raw_mean_leaves_the_range_where_the_coupling_does_and_keeps_its_gradient():
+    # One component, one pixel: R's mean near +1 and alpha near +1 put G's mean at ~1.46 in [-1, 1]
+    # units. The shown mean clips it to 1 (no gradient); the adversarial objective's raw_mean must not.
+    params = torch.zeros(1, 10, 1, 1)
+    params[0, 1], params[0, 2], params[0, 7] = 5.0, 0.5, 5.0  # mean R, mean G, coefficient alpha
+    params.requires_grad_(True)
+    lik = coupled(1)
+    raw, shown = lik.raw_mean(params), lik.mean(params)
+    assert raw[0, 1].item() == pytest.approx((math.tanh(0.5) + math.tanh(5.0) ** 2 + 1) / 2, abs=1e-5)
+    assert raw[0, 1].item() > 1.2 and shown[0, 1].item() == pytest.approx(1.0)
+    (grad_raw,) = torch.autograd.grad(raw[0, 1].sum(), params)
+    (grad_shown,) = torch.autograd.grad(lik.mean(params)[0, 1].sum(), params)
+    assert grad_raw[0, 2].abs().item() > 0.1 and grad_shown[0, 2].item() == 0.0
+    # The uncoupled mixture's means pass through tanh: its raw mean is its mean.
+    plain = LogisticMixtureLikelihood(LogisticMixtureLikelihoodConfig(components=2), 3)
+    p = torch.randn(2, plain.param_channels, 3, 3) * 3
+    torch.testing.assert_close(plain.raw_mean(p), plain.mean(p))

@@ -114,8 +114,15 @@ class DiscretizedLogisticMixture(Distribution):
     @property
     def mean(self) -> torch.Tensor:
         """Approximate expected image in [0, 1]: the mixture-weighted component means (clipped)."""
+        return self.expected(clip=True)
+
+    def expected(self, clip: bool) -> torch.Tensor:
+        """The mixture-weighted component means in [0, 1] units, each clipped to the pixel range or not
+        (unclipped: what a loss on the decoder's output needs, as ``LikelihoodPart.raw_mean``). The
+        likelihood part passes means through tanh, so here the clip only guards other callers."""
         weights = torch.softmax(self.logits, dim=-4)
-        return ((weights * self.means.clamp(-1, 1)).sum(-4) + 1) / 2
+        means = self.means.clamp(-1, 1) if clip else self.means
+        return ((weights * means).sum(-4) + 1) / 2
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
         """Images in [0, 1] on the 256 levels: a component per pixel, then a logistic draw, rounded."""
@@ -172,11 +179,17 @@ class CoupledLogisticMixture(Distribution):
     def mean(self) -> torch.Tensor:
         """Approximate expected image in [0, 1]: per component R's mean, G's at that R, B's at those
         R and G (each clipped to [-1, 1]), weighted by the mixture."""
+        return self.expected(clip=True)
+
+    def expected(self, clip: bool) -> torch.Tensor:
+        """``mean`` with each channel's mean clipped to [-1, 1] or not: G's and B's means add the coupling
+        terms to a tanh-bounded mean, so they can leave the range, and there the clip has no gradient."""
+        bound = (lambda t: t.clamp(-1, 1)) if clip else (lambda t: t)
         mu_r, mu_g, mu_b = self.means.unbind(-3)
         alpha, beta, gamma = self.coeffs.unbind(-3)
-        r = mu_r.clamp(-1, 1)
-        g = (mu_g + alpha * r).clamp(-1, 1)
-        b = (mu_b + beta * r + gamma * g).clamp(-1, 1)
+        r = bound(mu_r)
+        g = bound(mu_g + alpha * r)
+        b = bound(mu_b + beta * r + gamma * g)
         weights = torch.softmax(self.logits, dim=-3).unsqueeze(-3)
         return ((weights * torch.stack([r, g, b], dim=-3)).sum(-4) + 1) / 2
 
@@ -222,7 +235,7 @@ class LogisticMixtureLikelihood(LikelihoodPart):
             self.params_per_channel = 3 * m
             self.param_channels = channels * self.params_per_channel
 
-    def _split(self, params: torch.Tensor) -> Distribution:
+    def _split(self, params: torch.Tensor) -> DiscretizedLogisticMixture | CoupledLogisticMixture:
         b, ch, h, w = params.shape
         m = self.config.components
         if ch != self.param_channels:
@@ -242,6 +255,10 @@ class LogisticMixtureLikelihood(LikelihoodPart):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Expected image in [0, 1] (for grids and reconstructions)."""
         return self._split(params).mean
+
+    def raw_mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The expected image from the component means unclipped (see ``LikelihoodPart.raw_mean``)."""
+        return self._split(params).expected(clip=False)
 
     def guided_channels(self) -> int:
         """The mixture logits and the component means (the first channels in both layouts); log-scales and
