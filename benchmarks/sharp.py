@@ -148,12 +148,13 @@ def clipped_samples(
         with torch.inference_mode():
             z = model.prior.sample(n, 1.0, generator=torch.Generator().manual_seed(seed))
             raw = torch.cat([model.decode(z[i : i + 250], clip=False).float() for i in range(0, n, 250)])
-        dark = (raw < -margin).all(1).flatten(1).sum(1) >= min_pixels
-        bright = (raw > 1 + margin).all(1).flatten(1).sum(1) >= min_pixels
+        low, high = raw < -margin, raw > 1 + margin
+        dark = low.all(1).flatten(1).sum(1) >= min_pixels
+        bright = high.all(1).flatten(1).sum(1) >= min_pixels
         out["runs"][str(run)] = {
             "dark_blotch_fraction": dark.float().mean().item(),
             "bright_blotch_fraction": bright.float().mean().item(),
-            "out_of_range_fraction": ((raw < -margin) | (raw > 1 + margin)).float().mean().item(),
+            "out_of_range_fraction": (low | high).float().mean().item(),
             "min": raw.min().item(),
             "max": raw.max().item(),
         }
