@@ -41,6 +41,7 @@ MODULES = (
     "sharp",
     "priors",
     "ood",
+    "ood_states",
     "gpu",
 )
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}

@@ -23,7 +23,7 @@ from vaelab.data.ood_sets import photos_path
 from vaelab.evaluation import compare_features, compare_reconstructions
 from vaelab.evaluation.features import FeatureSpace
 from vaelab.evaluation.likelihood import mean_and_se
-from vaelab.evaluation.ood.scores import CODECS, codec_bits
+from vaelab.evaluation.ood.codec import CODECS, codec_bits
 from vaelab.generation import reconstruct, sample
 from vaelab.io.images import interleave_rows, save_grid, to_uint8
 from vaelab.models import VAE

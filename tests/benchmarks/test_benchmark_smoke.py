@@ -73,6 +73,8 @@ SMOKE = {
     "ood": case(
         "--mnist-run {run} --photos32-run {run} --count 12 --regret-count 4 --plots {tmp}", "run mnist"
     ),
+    "ood_states": case("{run} {run} --count 12", "run mnist"),
+    "ood_speed": case("{run} --repeats 1", "run"),
     "gpu_speed": case(
         "--config configs/seed.yaml --batch-sizes 4 --variants fp32 bf16 --steps 1 --rounds 1" + TINY_MLP,
         "cuda",

@@ -67,7 +67,7 @@ def test_score_on_a_folder_with_one_corrupt_file_scores_all_the_others(run, tmp_
     assert main(["score", str(run), str(folder), "--out", str(out), "--no-progress"]) == 0
     rows = read_csv(out)
     assert [r["name"] for r in rows] == [f"blob{i}.png" for i in range(6)]
-    assert all(np.isfinite(float(r["likelihood_ratio"])) for r in rows)
+    assert all(np.isfinite(float(r["density_of_states"])) for r in rows)  # the default score
     err = capsys.readouterr().err
     assert "warning: skipped unreadable file corrupt.png" in err
     assert (tmp_path / "scores.png").stat().st_size > 1000  # the histogram beside it
@@ -203,6 +203,7 @@ def test_every_score_from_the_command_line(run, tmp_path):
         "bits_per_dim",
         "complexity",
         "likelihood_ratio",
+        "density_of_states",
         "likelihood_regret",
     }
 
@@ -236,6 +237,7 @@ def test_evaluate_reports_every_score_against_ood_sets(run, tmp_path, capsys):
             "bits_per_dim",
             "complexity",
             "likelihood_ratio",
+            "density_of_states",
             "likelihood_regret",
         }
         for metrics in pair["scores"].values():
@@ -265,7 +267,8 @@ def test_all_scores_of_a_hierarchical_model_leave_out_regret_and_name_the_hardes
     assert "likelihood_regret left out: likelihood_regret needs an unconditional single-latent" in (
         capsys.readouterr().err
     )
-    assert set(read_csv(out)[0]) == {"index", "name", "nll", "bits_per_dim", "complexity", "likelihood_ratio"}
+    columns = {"nll", "bits_per_dim", "complexity", "likelihood_ratio", "density_of_states"}
+    assert set(read_csv(out)[0]) == {"index", "name", *columns}
     report = tmp_path / "report"
     evaluate = ["evaluate", str(run), "--ood", "ood:letters", "--ood-only", "--ood-count", "60"]
     assert main([*evaluate, "--out", str(report), "--no-progress"]) == 0
@@ -278,3 +281,21 @@ def test_all_scores_of_a_hierarchical_model_leave_out_regret_and_name_the_hardes
         "Hardest classes of ood:letters for likelihood_ratio (AUROC of each alone): "
         in (report / "ood.md").read_text()
     )
+
+
+def test_a_background_saved_without_the_density_of_states_gets_it_added(run, tmp_path, capsys):
+    folder = run / "model" / "ood-background"
+    info = json.loads((folder / "config.json").read_text())
+    assert info["states"]["names"] == ["log_p_model", "log_p_background", "log_p_codec"]
+    del info["states"]  # as a background fitted before the density of states existed
+    (folder / "config.json").write_text(json.dumps(info))
+    (folder / "states.safetensors").unlink()
+    out = tmp_path / "s.csv"
+    assert main(["score", str(run), "ood:constant", "--count", "4", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        "fitting the density of states (the background beside the model has none)" in capsys.readouterr().err
+    )
+    assert (folder / "states.safetensors").is_file() and "states" in json.loads(
+        (folder / "config.json").read_text()
+    )
+    assert len(read_csv(out)) == 4

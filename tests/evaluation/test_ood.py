@@ -29,9 +29,10 @@ from vaelab.evaluation.ood.calibration import (
     symlog_edges,
     threshold_at_fpr,
 )
+from vaelab.evaluation.ood.codec import codec_bits, decodes_to
 from vaelab.evaluation.ood.evaluate import hardest_classes
 from vaelab.evaluation.ood.metrics import auprc, auroc, fpr_at_tpr, separation
-from vaelab.evaluation.ood.scores import SCORES, Scorer, codec_bits, decodes_to, likelihood_ratio
+from vaelab.evaluation.ood.scores import SCORES, Scorer, likelihood_ratio
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -115,32 +116,6 @@ def test_scorer_likelihood_ratio_cancels_a_shift_of_both_log_likelihoods(blob_mo
 
 
 # --- the scores on a small trained model ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def blob_model():
-    """An MLP VAE trained briefly on 12x12 quadrant images, 64 of them held out, and a background."""
-    from vaelab.data.synthetic import quadrant_squares
-
-    images, _ = quadrant_squares(600, 12, seed=3)
-    data = torch.from_numpy(images[:, None])
-    torch.manual_seed(0)
-    model = mlp_vae(12, 4, 32, likelihood={"name": "bernoulli"}).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        x = data[torch.randint(0, 536, (64,))].float() / 255
-        out = model(x)
-        loss = -(out.log_px_z - out.kl).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    train = ImageDataset(data[:536], None, "quadrants", None)
-    # noise 0.2: these training images are themselves noisy, so the background needs more of it to stay
-    # tolerant of the uniform noise of the test below
-    spec = BackgroundSpec(epochs=3, batch_size=32, lr=1e-2, noise=0.2)
-    background = fit_background(model, train, "none", spec)
-    return model, ImageDataset(data[536:], None, "quadrants", None), background
-
-
 def test_every_score_is_finite_and_consistent(blob_model):
     model, data, background = blob_model
     scorer = Scorer(model, background=background, regret_steps=5, iw_samples=4)

@@ -66,7 +66,7 @@ def test_conditional_and_hierarchical_models_score(variant_client):
 
 @pytest.fixture(scope="module")
 def calibrated_client(tiny_runs, tmp_path_factory):
-    """The app over a copy of the MLP run with a background model and a likelihood-ratio calibration."""
+    """The app over a copy of the MLP run with a background model and a calibration of the default score."""
     from fastapi.testclient import TestClient
 
     from vaelab.serve import create_app_from_paths
@@ -85,11 +85,11 @@ def calibrated_client(tiny_runs, tmp_path_factory):
 
 def test_a_calibrated_model_says_in_or_out(calibrated_client):
     ref = calibrated_client.get("/api/models/mlp/score/reference").json()
-    assert ref["score"] == "likelihood_ratio" and ref["threshold"] is not None
+    assert ref["score"] == "density_of_states" and ref["threshold"] is not None
     assert ref["reference"]["source"].startswith("calibration:")
     for index in range(5):  # (their values differ from the calibration's: other draws of the K samples)
         res = calibrated_client.post("/api/models/mlp/score", json={"index": index}).json()
-        assert res["score"] == "likelihood_ratio" and res["fpr"] == 0.05 and res["note"] is None
+        assert res["score"] == "density_of_states" and res["fpr"] == 0.05 and res["note"] is None
         assert res["verdict"] == ("out" if res["value"] > res["threshold"] else "in")
     other = calibrated_client.get("/api/models/mlp/score/reference?score=nll").json()
     assert other["threshold"] is None and other["reference"]["source"].endswith("test images")

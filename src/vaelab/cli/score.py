@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fit-background",
         action="store_true",
-        help="(re)train the likelihood ratio's background model on the model's training split and "
-        "store it beside the model (done automatically the first time it is needed)",
+        help="(re)train the background model on the model's training split, and the density of states "
+        "on the images training held out, and store both beside the model (done automatically the "
+        "first time they are needed)",
     )
     p.add_argument(
         "--background",
@@ -87,13 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_score(args: argparse.Namespace) -> int:
     """Score images: how unlike the model's training data each one is (out-of-distribution detection).
 
-    One score per image, higher meaning less like the training data: the likelihood ratio against a
-    small local background model by default (fitted once, beside the model), or the negative
-    importance-weighted log-likelihood, bits/dim, input complexity or likelihood regret (docs/ood.md
-    says which to use and what each costs). Writes a CSV or JSONL row per image with its file name or
-    index, and a histogram PNG against the in-distribution reference. With --calibrate, INPUTS are
-    held-out in-distribution images and the threshold at --fpr is stored beside the model; later runs
-    then say in or out per image. A file that cannot be decoded is reported and skipped.
+    One score per image, higher meaning less like the training data: by default the density of states,
+    how typical the image's likelihood statistics are (the VAE's terms, a small local background
+    model's and PNG's log-likelihoods, fitted once beside the model); or the likelihood ratio against
+    the background, the negative importance-weighted log-likelihood, bits/dim, input complexity or
+    likelihood regret (docs/ood.md says which to use and what each costs). Writes a CSV or JSONL row per
+    image with its file name or index, and a histogram PNG against the in-distribution reference. With
+    --calibrate, INPUTS are held-out in-distribution images and the threshold at --fpr is stored beside
+    the model; later runs then say in or out per image. A file that cannot be decoded is reported and skipped.
     """
     from tqdm.auto import tqdm
 

@@ -40,6 +40,10 @@ def settings_of(scorer: Any, name: str) -> dict[str, Any]:
     if name == "likelihood_ratio":
         kind = scorer.background.spec.kind if scorer.background else None
         return {"background": kind, "codec": scorer.codec if scorer.mixes_codec else None}
+    if name == "density_of_states":
+        states = scorer.background.states.info if scorer.background and scorer.background.states else {}
+        kind = scorer.background.spec.kind if scorer.background else None
+        return {"background": kind, "codec": states.get("codec"), "states_n": states.get("n")}
     if name == "likelihood_regret":
         return {"regret_steps": scorer.regret_steps}
     return {}
@@ -60,25 +64,35 @@ def background_for(
     args: argparse.Namespace, model: Any, data_cfg: Any, names: list[str], spec: Any, *, refit: bool = False
 ) -> Any:
     """The background beside the model ``args.model``, fitted first when ``refit`` or when a score of
-    ``names`` needs one and none is there (it is then saved beside the model)."""
+    ``names`` needs one and none is there, with its density of states fitted on the images training held
+    out; both are then saved beside the model (a background saved without the density gets it added)."""
     from vaelab.data import load_dataset
     from vaelab.evaluation import in_memory
     from vaelab.evaluation.ood.background import fit_background, load_background, save_background
-    from vaelab.evaluation.ood.scores import SCORES
+    from vaelab.evaluation.ood.scores import SCORES, Scorer
+    from vaelab.evaluation.ood.states import held_out
 
     model_path, progress = args.model, not args.no_progress
     needed = any(SCORES[n].needs_background for n in names)
     background = None if refit else load_background(model_path, model.device)
-    if background is not None or not (needed or refit):
+    if background is not None and (background.states is not None or "density_of_states" not in names):
         return background
+    if background is None and not (needed or refit):
+        return None
     train = in_memory(load_dataset(data_cfg, "train", progress=progress))
-    print(
-        f"fitting the background model ({spec.kind}, up to {spec.epochs} epochs on {len(train)} "
-        f"{train.name} training images); it is saved beside the model",
-        file=sys.stderr,
-    )
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    background = fit_background(model, train, presentation(data_cfg), spec, log=log)
+    binarize = presentation(data_cfg)
+    if background is None:
+        print(
+            f"fitting the background model ({spec.kind}, up to {spec.epochs} epochs on {len(train)} "
+            f"{train.name} training images) and the density of states; both are saved beside the model",
+            file=sys.stderr,
+        )
+        background = fit_background(model, train, binarize, spec, log=log)
+    else:
+        print("fitting the density of states (the background beside the model has none)", file=sys.stderr)
+    states_on = held_out(train, data_cfg.val_fraction, data_cfg.split_seed, spec.seed)
+    Scorer(model, binarize, background=background, seed=spec.seed).fit_states(states_on, log)
     with writing("MODEL", model_path):
         folder = save_background(background, model_path)
     print(f"wrote {folder}", file=sys.stderr)

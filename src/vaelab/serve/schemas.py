@@ -237,10 +237,12 @@ class ErrorResponse(BaseModel):
 
 
 # --- out-of-distribution scores ----------------------------------------------------------------------
-ScoreName = Literal["nll", "bits_per_dim", "complexity", "likelihood_ratio", "likelihood_regret"]
+ScoreName = Literal[
+    "nll", "bits_per_dim", "complexity", "likelihood_ratio", "density_of_states", "likelihood_regret"
+]
 SCORE_FIELD = (
-    "the score (see docs/ood.md); default: the model's calibrated one, else likelihood_ratio "
-    "when a background model is saved beside it, else nll"
+    "the score (see docs/ood.md); default: the model's calibrated one, else density_of_states "
+    "when a background model is saved beside it (likelihood_ratio for one without the density), else nll"
 )
 
 

@@ -4,8 +4,9 @@ it falls in the reference histogram, and in or out when the score is calibrated 
 Each model's scorer (its background model and calibrations, read from beside it) and each score's
 reference histogram are computed on first use and kept (``ServedModel._cached``). The reference is the
 calibration's histogram when the score is calibrated, else the scores of up to ``REFERENCE_IMAGES``
-test images. The default score is the calibrated one, else ``likelihood_ratio`` when a background model
-is saved beside the model, else ``nll`` with a note saying what is missing.
+test images. The default score is the calibrated one, else the default of ``vaelab score`` when the
+background model and its density of states are saved beside the model (``likelihood_ratio`` when only
+an older background is), else ``nll`` with a note saying what is missing.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def scoring(m: ServedModel) -> ModelScoring:
         if c is not None:
             default, note = c.score, None
         elif background is not None:
-            default, note = DEFAULT_SCORE, None
+            default, note = DEFAULT_SCORE if background.states is not None else "likelihood_ratio", None
         else:
             default, note = "nll", NO_BACKGROUND
         return ModelScoring(scorer, default, note, calibrations, threading.Lock())

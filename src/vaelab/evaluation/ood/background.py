@@ -20,7 +20,8 @@ Two kinds, chosen by ``BackgroundSpec.kind``:
 
 Both train on the model's training images as ``score`` presents them (grey levels, or thresholded for a
 statically binarised model), with Adam, for ``epochs`` or ``max_minutes``. They are saved beside the model
-in ``ood-background/`` (``config.json`` and ``model.safetensors``: JSON and tensors, nothing executed).
+in ``ood-background/`` (``config.json`` and ``model.safetensors``: JSON and tensors, nothing executed),
+and the density of states fitted with it (``states.py``) in ``states.safetensors``.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ from torch import nn
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.errors import ModelLoadError
 from vaelab.evaluation.likelihood import iw_log_likelihood_batch
+from vaelab.evaluation.ood.states import StatesDensity
 from vaelab.io.atomic import atomic_write
 from vaelab.models.config import ModelConfig
 from vaelab.models.registry import LIKELIHOODS
 from vaelab.models.vae import VAE, resolve_model_dir
 
 BACKGROUND_DIR = "ood-background"
+STATES_FILE = "states.safetensors"
 CHUNK = 64  # images per pass of the local model when scoring
 Kind = Literal["pixelcnn", "vae-perturbed"]
 
@@ -127,6 +130,7 @@ class Background:
     net: nn.Module  # LocalPixelCNN or VAE
     spec: BackgroundSpec
     info: dict[str, Any]
+    states: StatesDensity | None = None  # the density of states (None: saved by an older vaelab)
 
     @property
     def uses_codec(self) -> bool:
@@ -165,7 +169,7 @@ def fit_background(
     model: VAE, train: ImageDataset, binarize: str, spec: BackgroundSpec, log: Any = None
 ) -> Background:
     """Train a background of ``spec`` on ``train`` (uint8) presented with ``binarize``; ``log(line)``
-    gets one line per epoch."""
+    gets one line per epoch. Its density of states is fitted next, by ``Scorer.fit_states``."""
     torch.manual_seed(spec.seed)
     if spec.kind == "pixelcnn":
         net: nn.Module = LocalPixelCNN(model.image_shape, background_likelihood(model.config), spec)
@@ -229,6 +233,9 @@ def save_background(background: Background, model_path: str | Path) -> Path:
         background.info["model"] = background.net.config.model_dump(mode="json")
     with atomic_write(folder / "model.safetensors") as tmp:
         save_file(state, str(tmp))
+    if background.states is not None:
+        with atomic_write(folder / STATES_FILE) as tmp:
+            save_file(background.states.tensors(), str(tmp))
     with atomic_write(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(background.info, indent=2) + "\n")
     return folder
@@ -248,9 +255,12 @@ def load_background(model_path: str | Path, device: torch.device | str = "cpu") 
         else:
             net = VAE(ModelConfig.model_validate(info["model"]))
         net.load_state_dict(load_file(str(folder / "model.safetensors")))
+        states = None
+        if "states" in info:
+            states = StatesDensity.from_tensors(load_file(str(folder / STATES_FILE)), info["states"])
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(
             f"the background model in {folder} could not be loaded ({type(exc).__name__}: {exc}); delete the "
             "folder and fit it again (vaelab score MODEL --fit-background)"
         ) from None
-    return Background(net.to(device).eval(), spec, info)
+    return Background(net.to(device).eval(), spec, info, states)

@@ -6,116 +6,44 @@ over images, sharing the one importance-weighted log-likelihood they have in com
 - ``nll``: -log p(x), the importance-weighted estimate with K samples (Burda et al. 2015), nats.
 - ``bits_per_dim``: the same over the image's dimensions (the 8-bit convention of ``likelihood.py``);
   it ranks images exactly as ``nll`` does, in a unit comparable across image sizes.
-- ``complexity``: bits/dim minus the length of the image under a lossless codec, bits/dim (Serra et
-  al. 2020): the codec length L(x) stands in for a universal model, so a simple image (flat, smooth)
-  no longer wins just by being simple.
+- ``complexity``: bits/dim minus the image's length under a lossless codec (``codec.py``), bits/dim
+  (Serra et al. 2020): a simple image (flat, smooth) no longer wins just by being simple.
 - ``likelihood_ratio``: -(log p_model(x) - log p_background(x)) (Ren et al. 2019) with the background
   model of ``background.py``; any part of the two log-likelihoods that both models share cancels. Where
   the VAE's likelihood is over 8-bit levels (not Bernoulli), the background is the even mixture of the
   local model and the lossless codec, p_bg = (p_local + 2^-L(x)) / 2: the better of the two per image
   (within a bit), so a flat or smooth image the local model never saw still gets its short code.
   ``complexity`` is the ratio against the codec alone.
-- ``likelihood_regret``: how much the ELBO rises when the posterior of this one image is optimised
-  (mean and log-scale, Adam, ``regret_steps`` steps) instead of read off the encoder (Xiao et al. 2020,
-  who optimise the encoder's weights per image; here its output, for a batch at once). An image like
-  the training data is already encoded near its optimum; an unfamiliar one gains a lot.
+- ``density_of_states``: minus the log-density of the image's three log-likelihoods (the VAE's, the
+  background's and the codec's) under a Gaussian mixture fitted to held-out in-distribution images
+  (Morningstar et al. 2021; ``states.py``): atypical in any combination of them, not only improbable.
+- ``likelihood_regret``: how much the ELBO rises when this image's posterior is optimised instead of
+  read off the encoder (Xiao et al. 2020; ``regret.py``).
 """
 
 from __future__ import annotations
 
-import io
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, features
-from torch.distributions import Independent, Normal
 
 from vaelab.data import ImageDataset, to_float
 from vaelab.errors import UsageError
 from vaelab.evaluation.likelihood import LN2, iw_log_likelihood_batch
 from vaelab.evaluation.measure import likelihood_unit
 from vaelab.evaluation.ood.background import Background
+from vaelab.evaluation.ood.codec import CODECS, codec_bits
+from vaelab.evaluation.ood.registry import DEFAULT_K, DEFAULT_SCORE, SCORES, ScoreInfo, check_scores
+from vaelab.evaluation.ood.regret import likelihood_regret
+from vaelab.evaluation.ood.states import STATE_NAMES, StatesDensity, fit_density
 from vaelab.io.images import to_uint8
-from vaelab.models.parts.kl import layer_kl
 from vaelab.models.vae import VAE
 
-DEFAULT_SCORE = "likelihood_ratio"
-DEFAULT_K = 1
-CODECS = ("png", "webp")
-_CODEC_OPTIONS = {
-    "png": {"format": "PNG", "optimize": True, "compress_level": 9},
-    "webp": {"format": "WEBP", "lossless": True, "quality": 100, "method": 6},
-}
-
-
-@dataclass(frozen=True)
-class ScoreInfo:
-    name: str
-    title: str
-    cost: str
-    needs_background: bool = False
-
-
-SCORES: dict[str, ScoreInfo] = {
-    s.name: s
-    for s in (
-        ScoreInfo("nll", "-log p(x), nats (IW, K samples)", "1 encoder + K decoder passes per image"),
-        ScoreInfo("bits_per_dim", "-log p(x) in bits per dimension", "as nll"),
-        ScoreInfo(
-            "complexity",
-            "bits/dim - lossless codec bits/dim (Serra et al. 2020)",
-            "as nll + one lossless encode (Pillow) per image",
-        ),
-        ScoreInfo(
-            "likelihood_ratio",
-            "-(log p_model - log p_background) (Ren et al. 2019)",
-            "as nll + one pass of the background model (+ one lossless encode over 8-bit levels); "
-            "its fit is one-off",
-            needs_background=True,
-        ),
-        ScoreInfo(
-            "likelihood_regret",
-            "ELBO gain of a per-image optimised posterior (Xiao et al. 2020)",
-            "as nll + steps x (decoder forward and backward) per image: tens of times nll",
-        ),
-    )
-}
-
-
-def check_scores(names: Iterable[str]) -> list[str]:
-    """The names, each checked to be a registered score (a UsageError names the known ones)."""
-    names = list(names)
-    unknown = [n for n in names if n not in SCORES]
-    if unknown:
-        raise UsageError(f"unknown score {unknown[0]!r}; known: {', '.join(SCORES)}")
-    return names
-
-
-def codec_bits(images: torch.Tensor, codec: str, verify: bool = False) -> np.ndarray:
-    """Bits of each uint8 image (B, C, H, W) under the lossless ``codec`` (png or webp) at its strongest
-    setting, as Pillow writes it (headers included: the same for every image of one shape). ``verify``:
-    decode each file again and raise unless it gives back the same pixels (the codec is lossless)."""
-    if codec == "webp" and not features.check("webp"):
-        raise UsageError("this Pillow has no WebP support: use --codec png")
-    options = _CODEC_OPTIONS[codec]
-    arrays = images.permute(0, 2, 3, 1).cpu().numpy()
-    out = np.empty(len(arrays))
-    for i, a in enumerate(arrays):
-        image = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-        buffer = io.BytesIO()
-        image.save(buffer, **options)
-        if verify and not decodes_to(buffer.getvalue(), image):
-            raise RuntimeError(f"{codec} did not give back the same pixels: not lossless")
-        out[i] = 8 * buffer.getbuffer().nbytes
-    return out
-
-
-def decodes_to(encoded: bytes, image: Image.Image) -> bool:
-    """Whether the file ``encoded`` decodes to exactly the pixels of ``image``."""
-    return Image.open(io.BytesIO(encoded)).convert(image.mode).tobytes() == image.tobytes()
+__all__ = ["DEFAULT_K", "DEFAULT_SCORE", "SCORES", "ScoreInfo", "Scorer", "check_scores", "likelihood_ratio"]
 
 
 def likelihood_ratio(log_p_model: np.ndarray, log_p_background: np.ndarray) -> np.ndarray:
@@ -153,6 +81,11 @@ class Scorer:
                 "likelihood_ratio needs a background model beside the model: fit one with "
                 "'vaelab score MODEL --fit-background' (about a minute for MNIST on one core)"
             )
+        if "density_of_states" in names and (self.background is None or self.background.states is None):
+            raise UsageError(
+                "density_of_states needs the density of states fitted with the background: fit both with "
+                "'vaelab score MODEL --fit-background'"
+            )
         model = self.model
         if "likelihood_regret" in names and (
             model.num_stochastic_layers > 1 or model.config.posterior.name != "gaussian" or model.num_classes
@@ -183,10 +116,10 @@ class Scorer:
     def dims(self) -> int:
         return math.prod(self.model.image_shape)
 
-    def log_px(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) per image, float64 nats: IW with K samples; for a conditional model the mixture
-        over its classes with equal weights, log (1/C) sum_y p(x|y)."""
-        k = self.iw_samples
+    def log_px(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """log p(x) per image, float64 nats: IW with K samples (``k``, default this scorer's); for a
+        conditional model the mixture over its classes with equal weights, log (1/C) sum_y p(x|y)."""
+        k = k or self.iw_samples
         if self.model.num_classes is None:
             return iw_log_likelihood_batch(self.model, x, k)[k].double()
         c = self.model.num_classes
@@ -205,65 +138,67 @@ class Scorer:
         return (nll + self.levels_offset()) / (self.dims * LN2)
 
     def regret(self, x: torch.Tensor) -> torch.Tensor:
-        """ELBO(optimised posterior) - ELBO(encoder's posterior), per image, with the same 4 fixed
-        draws of the noise for both (so the gain is not sampling noise)."""
-        with torch.no_grad():
-            q = self.model.encode(x)
-            mean0, log_std0 = q.mean.detach(), q.stddev.log().detach()
-        eps = torch.randn((4, *mean0.shape), device=x.device)
-        prior = self.model.prior()
-        tiled = x.repeat(4, 1, 1, 1)
+        """The likelihood regret of each image (``regret.py``)."""
+        return likelihood_regret(self.model, x, self.regret_steps, self.regret_lr)
 
-        def elbo(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-            z = mean + log_std.exp() * eps
-            posterior = Independent(Normal(mean, log_std.exp()), 1)
-            log_px_z = self.model.px_z(z.reshape(-1, z.shape[-1])).log_prob(tiled).view(4, -1)
-            return (log_px_z - layer_kl(posterior, prior, z).kl).mean(0)
+    def background_log_prob(self, x: torch.Tensor, k: int | None = None) -> np.ndarray:
+        """log p_background(x) of the local model (or VAE, with ``k`` samples: default this scorer's K)
+        alone, nats over 8-bit images."""
+        assert self.background is not None
+        log_bg = self.background.log_prob(x, k or self.iw_samples).cpu().numpy()
+        if self.background.spec.kind == "vae-perturbed":  # a density over [0, 1]: its bin width added
+            log_bg = log_bg - self.levels_offset()
+        return log_bg
 
-        with torch.no_grad():
-            before = elbo(mean0, log_std0)
-        mean, log_std = mean0.clone().requires_grad_(), log_std0.clone().requires_grad_()
-        optimizer = torch.optim.Adam([mean, log_std], lr=self.regret_lr)
-        best = before.clone()
-        for _ in range(self.regret_steps):
-            value = elbo(mean, log_std)
-            best = torch.maximum(best, value.detach())
-            # Gradients of the posterior's parameters only: the model's weights get none (and keep
-            # their flags), so concurrent requests in the server never see them change.
-            mean.grad, log_std.grad = torch.autograd.grad(-value.sum(), [mean, log_std])
-            optimizer.step()
-        with torch.no_grad():
-            best = torch.maximum(best, elbo(mean, log_std))
-        return (best - before).double()
+    def statistics(self, x: torch.Tensor, shared: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """(B, 3) float64: the density of states' statistics (``STATE_NAMES``) of images ``x`` in [0, 1],
+        nats over 8-bit images, with the density's K and codec (this scorer's: when none is fitted yet).
+        ``shared``: what the caller has computed already ("nll" at this scorer's K, "log_bg", "bits:CODEC")
+        and what this adds."""
+        if self.background is None:
+            raise UsageError("the density of states needs the background model: fit that first")
+        shared = {} if shared is None else shared
+        fitted = self.background.states.info if self.background.states else {}
+        k, codec = fitted.get("iw_samples", self.iw_samples), fitted.get("codec", self.codec)
+        if k == self.iw_samples and "nll" in shared:
+            nll = shared["nll"]
+        else:
+            with torch.inference_mode():
+                nll = -self.log_px(x, k).cpu().numpy()
+        if "log_bg" in shared and (k == self.iw_samples or self.background.spec.kind == "pixelcnn"):
+            log_bg = shared["log_bg"]  # (a local background's is exact: no K)
+        else:
+            log_bg = shared["log_bg"] = self.background_log_prob(x, k)
+        if f"bits:{codec}" not in shared:
+            shared[f"bits:{codec}"] = codec_bits(to_uint8(x), codec)
+        log_model = -nll - self.levels_offset()
+        return np.stack([log_model, log_bg, -shared[f"bits:{codec}"] * LN2], 1)
 
     def _batch(self, images: torch.Tensor, names: list[str]) -> dict[str, np.ndarray]:
         device = self.model.device
         x = to_float(images.to(device), self.binarize)
         out: dict[str, np.ndarray] = {}
+        shared: dict[str, np.ndarray] = {}
         if set(names) - {"likelihood_regret"}:
             with torch.inference_mode():
                 nll = -self.log_px(x).cpu().numpy()
-            out["nll"] = nll
+            out["nll"] = shared["nll"] = nll
             out["bits_per_dim"] = self.bits_per_dim(nll)
-        bits = None
-        mixed = self.mixes_codec and "likelihood_ratio" in names
-        if "complexity" in names or mixed:
-            bits = codec_bits(to_uint8(x), self.codec)
+        if "complexity" in names or (self.mixes_codec and "likelihood_ratio" in names):
+            shared[f"bits:{self.codec}"] = codec_bits(to_uint8(x), self.codec)
         if "complexity" in names:
-            assert bits is not None
-            out["complexity"] = out["bits_per_dim"] - bits / self.dims
+            out["complexity"] = out["bits_per_dim"] - shared[f"bits:{self.codec}"] / self.dims
         if "likelihood_ratio" in names:
-            assert self.background is not None
             # Both in nats over 8-bit images where the VAE's likelihood is a density (its bin width, a
             # constant, is added to each: no ranking changes, but the values read as code lengths).
-            offset = self.levels_offset()
-            log_bg = self.background.log_prob(x, self.iw_samples).cpu().numpy()
-            if self.background.spec.kind == "vae-perturbed":
-                log_bg = log_bg - offset
-            if self.mixes_codec:
-                assert bits is not None  # the mixture of the local model and the codec, half each
-                log_bg = np.logaddexp(log_bg, -bits * LN2) - math.log(2)
-            out["likelihood_ratio"] = likelihood_ratio(-out["nll"] - offset, log_bg)
+            log_bg = shared["log_bg"] = self.background_log_prob(x)
+            if self.mixes_codec:  # the mixture of the local model and the codec, half each
+                log_bg = np.logaddexp(log_bg, -shared[f"bits:{self.codec}"] * LN2) - math.log(2)
+            out["likelihood_ratio"] = likelihood_ratio(-out["nll"] - self.levels_offset(), log_bg)
+        if "density_of_states" in names:
+            assert self.background is not None and self.background.states is not None
+            stats = torch.from_numpy(self.statistics(x, shared))
+            out["density_of_states"] = -self.background.states.log_prob(stats).numpy()
         if "likelihood_regret" in names:
             out["likelihood_regret"] = self.regret(x).cpu().numpy()
         return {name: out[name] for name in names}
@@ -276,21 +211,55 @@ class Scorer:
     ) -> dict[str, np.ndarray]:
         """Every score in ``names`` for uint8 images (N, C, H, W): {name: (N,) float64}."""
         names = self.check(names)
+        got = self._map(images, lambda batch: self._batch(batch, names), progress)
+        return {name: got.get(name, np.empty(0)) for name in names}
+
+    def fit_states(self, images: ImageDataset, log: Callable[[str], object] | None = None) -> StatesDensity:
+        """Fit the density of states on ``images`` (uint8, held out from training; see ``held_out``) with
+        this scorer's K and codec, and keep it in the background (``save_background`` writes it)."""
+        if self.background is None:
+            raise UsageError("the density of states needs the background model: fit that first")
+        self.background.states = None  # the statistics of this scorer's K and codec, not an old fit's
+        start = time.perf_counter()
+
+        def stats(batch: torch.Tensor) -> dict[str, np.ndarray]:
+            return {"stats": self.statistics(to_float(batch.to(self.model.device), self.binarize))}
+
+        rows = self._map(images, stats)["stats"]
+        density = fit_density(rows, list(STATE_NAMES), seed=self.seed)
+        settings = {"dataset": images.name, "iw_samples": self.iw_samples, "codec": self.codec}
+        density.info |= settings | {"binarize": self.binarize}
+        self.background.states, self.background.info["states"] = density, density.info
+        if log is not None:
+            log(
+                f"density of states: {density.info['components']} Gaussians over the log-likelihoods of "
+                f"{len(images)} held-out {images.name} images ({time.perf_counter() - start:.1f} s)"
+            )
+        return density
+
+    def _map(
+        self,
+        images: torch.Tensor | ImageDataset,
+        fn: Callable[[torch.Tensor], dict[str, np.ndarray]],
+        progress: Callable[[int], object] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """``fn`` over batches of uint8 ``images``, the model in eval mode, torch's generator seeded with
+        ``seed`` in a forked RNG; each of its outputs concatenated over the batches."""
         data = images.images if isinstance(images, ImageDataset) else images
         if tuple(data.shape[1:]) != tuple(self.model.image_shape):
             raise UsageError(
                 f"images of shape {tuple(data.shape[1:])}; the model takes {tuple(self.model.image_shape)}"
             )
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        parts: dict[str, list[np.ndarray]] = {}
         was_training = self.model.training
         self.model.eval()
         forked = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(self.seed)
             for start in range(0, len(data), self.batch_size):
-                for name, values in self._batch(data[start : start + self.batch_size], names).items():
-                    parts[name].append(values)
+                for name, values in fn(data[start : start + self.batch_size]).items():
+                    parts.setdefault(name, []).append(values)
                 if progress is not None:
                     progress(min(self.batch_size, len(data) - start))
         self.model.train(was_training)
-        return {n: np.concatenate(v) if v else np.empty(0) for n, v in parts.items()}
+        return {n: np.concatenate(v) for n, v in parts.items()}
