@@ -135,3 +135,14 @@ def test_a_background_without_the_density_is_refused_with_the_fix(blob_model):
         Scorer(model, background=background).score(data, ["density_of_states"])
     with pytest.raises(UsageError, match="--fit-background"):
         Scorer(model).score(data, ["density_of_states"])
+
+
+def test_a_damaged_density_file_is_one_clear_error(tmp_path, blob_model):
+    from vaelab.errors import ModelLoadError
+
+    model, _, background = blob_model
+    model.save_pretrained(tmp_path / "m")
+    folder = save_background(background, tmp_path / "m")
+    (folder / "states.safetensors").write_bytes(b"not tensors")
+    with pytest.raises(ModelLoadError, match="fit it again"):
+        load_background(tmp_path / "m")
