@@ -20,6 +20,7 @@ from vaelab.evaluation.ood.states import (
     STATE_NAMES,
     fit_density,
     held_out,
+    used_states,
 )
 
 
@@ -146,3 +147,21 @@ def test_a_damaged_density_file_is_one_clear_error(tmp_path, blob_model):
     (folder / "states.safetensors").write_bytes(b"not tensors")
     with pytest.raises(ModelLoadError, match="fit it again"):
         load_background(tmp_path / "m")
+
+
+def test_over_8_bit_levels_the_density_leaves_the_background_out():
+    from tests.helpers import mlp_vae
+
+    assert used_states(False) == ["log_p_model", "log_p_background", "log_p_codec"]  # Bernoulli
+    assert used_states(True) == ["log_p_model", "log_p_codec"]  # PNG is the background already
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (120, 1, 12, 12), generator=g, dtype=torch.uint8)
+    torch.manual_seed(0)
+    model = mlp_vae(12, 4, 16, likelihood={"name": "gaussian", "variance": "shared"}).eval()
+    train = ImageDataset(images, None, "noise", None)
+    background = fit_background(model, train, "none", BackgroundSpec(epochs=1, batch_size=32))
+    assert background.uses_codec
+    density = Scorer(model, background=background).fit_states(train)
+    assert density.names == ["log_p_model", "log_p_codec"] and density.columns == [0, 2]
+    scores = Scorer(model, background=background).score(images[:10], ["density_of_states"])
+    assert np.isfinite(scores["density_of_states"]).all()

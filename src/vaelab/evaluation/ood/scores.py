@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ from vaelab.evaluation.ood.background import Background
 from vaelab.evaluation.ood.codec import CODECS, codec_bits
 from vaelab.evaluation.ood.registry import DEFAULT_K, DEFAULT_SCORE, SCORES, ScoreInfo, check_scores
 from vaelab.evaluation.ood.regret import likelihood_regret
-from vaelab.evaluation.ood.states import STATE_NAMES, StatesDensity, fit_density
+from vaelab.evaluation.ood.states import STATE_NAMES, StatesDensity, fit_density, used_states
 from vaelab.io.images import to_uint8
 from vaelab.models.vae import VAE
 
@@ -150,29 +150,39 @@ class Scorer:
             log_bg = log_bg - self.levels_offset()
         return log_bg
 
-    def statistics(self, x: torch.Tensor, shared: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """(B, 3) float64: the density of states' statistics (``STATE_NAMES``) of images ``x`` in [0, 1],
-        nats over 8-bit images, with the density's K and codec (this scorer's: when none is fitted yet).
-        ``shared``: what the caller has computed already ("nll" at this scorer's K, "log_bg", "bits:CODEC")
-        and what this adds."""
+    def statistics(
+        self,
+        x: torch.Tensor,
+        shared: dict[str, np.ndarray] | None = None,
+        names: Sequence[str] = STATE_NAMES,
+    ) -> np.ndarray:
+        """(B, len(names)) float64: the density of states' statistics ``names`` (of ``STATE_NAMES``) of
+        images ``x`` in [0, 1], nats over 8-bit images, with the density's K and codec (this scorer's
+        when none is fitted yet). ``shared``: what the caller has computed already ("nll" at this
+        scorer's K, "log_bg", "bits:CODEC") and what this adds."""
         if self.background is None:
             raise UsageError("the density of states needs the background model: fit that first")
         shared = {} if shared is None else shared
         fitted = self.background.states.info if self.background.states else {}
         k, codec = fitted.get("iw_samples", self.iw_samples), fitted.get("codec", self.codec)
-        if k == self.iw_samples and "nll" in shared:
-            nll = shared["nll"]
-        else:
-            with torch.inference_mode():
-                nll = -self.log_px(x, k).cpu().numpy()
-        if "log_bg" in shared and (k == self.iw_samples or self.background.spec.kind == "pixelcnn"):
-            log_bg = shared["log_bg"]  # (a local background's is exact: no K)
-        else:
-            log_bg = shared["log_bg"] = self.background_log_prob(x, k)
-        if f"bits:{codec}" not in shared:
-            shared[f"bits:{codec}"] = codec_bits(to_uint8(x), codec)
-        log_model = -nll - self.levels_offset()
-        return np.stack([log_model, log_bg, -shared[f"bits:{codec}"] * LN2], 1)
+        columns: dict[str, np.ndarray] = {}
+        if "log_p_model" in names:
+            if k == self.iw_samples and "nll" in shared:
+                nll = shared["nll"]
+            else:
+                with torch.inference_mode():
+                    nll = -self.log_px(x, k).cpu().numpy()
+            columns["log_p_model"] = -nll - self.levels_offset()
+        if "log_p_background" in names:
+            if "log_bg" in shared and (k == self.iw_samples or self.background.spec.kind == "pixelcnn"):
+                columns["log_p_background"] = shared["log_bg"]  # (a local background's is exact: no K)
+            else:
+                columns["log_p_background"] = shared["log_bg"] = self.background_log_prob(x, k)
+        if "log_p_codec" in names:
+            if f"bits:{codec}" not in shared:
+                shared[f"bits:{codec}"] = codec_bits(to_uint8(x), codec)
+            columns["log_p_codec"] = -shared[f"bits:{codec}"] * LN2
+        return np.stack([columns[name] for name in names], 1)
 
     def _batch(self, images: torch.Tensor, names: list[str]) -> dict[str, np.ndarray]:
         device = self.model.device
@@ -197,8 +207,9 @@ class Scorer:
             out["likelihood_ratio"] = likelihood_ratio(-out["nll"] - self.levels_offset(), log_bg)
         if "density_of_states" in names:
             assert self.background is not None and self.background.states is not None
-            stats = torch.from_numpy(self.statistics(x, shared))
-            out["density_of_states"] = -self.background.states.log_prob(stats).numpy()
+            density = self.background.states
+            stats = torch.from_numpy(self.statistics(x, shared, density.names))
+            out["density_of_states"] = -density.log_prob(stats).numpy()
         if "likelihood_regret" in names:
             out["likelihood_regret"] = self.regret(x).cpu().numpy()
         return {name: out[name] for name in names}
@@ -222,11 +233,13 @@ class Scorer:
         self.background.states = None  # the statistics of this scorer's K and codec, not an old fit's
         start = time.perf_counter()
 
-        def stats(batch: torch.Tensor) -> dict[str, np.ndarray]:
-            return {"stats": self.statistics(to_float(batch.to(self.model.device), self.binarize))}
+        names = used_states(self.background.uses_codec)
 
-        rows = self._map(images, stats)["stats"]
-        density = fit_density(rows, list(STATE_NAMES), seed=self.seed)
+        def stats(batch: torch.Tensor) -> dict[str, np.ndarray]:
+            x = to_float(batch.to(self.model.device), self.binarize)
+            return {"stats": self.statistics(x, names=names)}
+
+        density = fit_density(self._map(images, stats)["stats"], names, seed=self.seed)
         settings = {"dataset": images.name, "iw_samples": self.iw_samples, "codec": self.codec}
         density.info |= settings | {"binarize": self.binarize}
         self.background.states, self.background.info["states"] = density, density.info

@@ -2,21 +2,25 @@
 held-out images of the training data.
 
 One likelihood, or one ratio of two, ranks images along a single direction, and an image can be unusual
-in a way that direction does not see. The density of states keeps three log-likelihoods of each image
-apart (``STATE_NAMES``), all in nats over the same 8-bit image:
+in a way that direction does not see. The density of states keeps log-likelihoods of each image apart
+(``STATE_NAMES``), all in nats over the same 8-bit image:
 
 - ``log_p_model``: the VAE's, importance-weighted with K samples (the ``nll`` score's estimate);
-- ``log_p_background``: the likelihood ratio's background model's (local statistics only);
+- ``log_p_background``: the likelihood ratio's local background model's (local statistics only);
 - ``log_p_codec``: a lossless codec's (PNG's), minus its length in nats.
 
 Their joint density over held-out in-distribution images is a Gaussian mixture, fitted by scikit-learn
 on the standardised statistics and evaluated with torch.distributions; the score is minus the
-log-density of an image's statistics. An image is out of distribution when the three are atypical in
-any combination: all high (a flat image every model finds easy), the VAE's low against the background's
-(noise; shapes the VAE never saw), or a codec length that the two likelihoods do not account for
-(printed letters have a grey-level texture that handwritten digits lack, which a Bernoulli VAE and its
-background do not see and PNG does). The density is fitted once with the background and saved beside
-it (``states.safetensors``; ``Scorer.fit_states`` computes the statistics).
+log-density of an image's statistics. An image is out of distribution when they are atypical in any
+combination: all high (a flat image every model finds easy), the VAE's low against the others (noise;
+shapes the VAE never saw), or a codec length that the likelihoods do not account for (printed letters
+have a grey-level texture that handwritten digits lack, which a Bernoulli VAE and its background do not
+see and PNG does). The background's statistic is used only where it models another space than the
+codec (a Bernoulli VAE's binarised pixels, ``used_states``): over 8-bit levels PNG already is a
+background over the VAE's own space, and the local model's likelihood of images unlike any it trained
+on (flat ones, for a photo model) is an extrapolation that changes with its seed. The density is
+fitted once with the background and saved beside it (``states.safetensors``; ``Scorer.fit_states``
+computes the statistics).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 from vaelab.data import ImageDataset
 from vaelab.evaluation.eval_set import seeded_subset
 
-STATE_NAMES = ("log_p_model", "log_p_background", "log_p_codec")
+STATE_NAMES = ("log_p_model", "log_p_background", "log_p_codec")  # what Scorer.statistics gives
 COMPONENTS = 8  # the mixture's components (fewer for small held-out sets: one per IMAGES_PER_COMPONENT)
 IMAGES_PER_COMPONENT = 100
 HELD_OUT = 5000  # held-out images the density is fitted on, at most
@@ -56,8 +60,13 @@ class StatesDensity:
             MultivariateNormal(self.means, covariance_matrix=self.covariances),
         )
 
+    @property
+    def columns(self) -> list[int]:
+        """Where this density's statistics are among ``STATE_NAMES`` (what ``Scorer.statistics`` gives)."""
+        return [STATE_NAMES.index(name) for name in self.names]
+
     def log_prob(self, stats: torch.Tensor) -> torch.Tensor:
-        """log-density (B,) of the standardised statistics (B, S); higher is more typical."""
+        """log-density (B,) of the statistics (B, S) named ``names``; higher is more typical."""
         if stats.shape[-1] != len(self.names):
             raise ValueError(f"expected {len(self.names)} statistics {self.names}; got {stats.shape[-1]}")
         z = (stats.double().cpu() - self.center) / self.scale
@@ -81,6 +90,8 @@ def fit_density(
     from sklearn.mixture import GaussianMixture
 
     stats = np.asarray(stats, np.float64)
+    if stats.ndim != 2 or stats.shape[1] != len(names):
+        raise ValueError(f"expected rows of {len(names)} statistics {names}; got shape {stats.shape}")
     if len(stats) < 2 or not np.isfinite(stats).all():
         raise ValueError(f"need at least 2 finite rows of statistics to fit their density; got {len(stats)}")
     center, scale = stats.mean(0), stats.std(0)
@@ -93,6 +104,14 @@ def fit_density(
     return StatesDensity(
         names, t(center), t(scale), t(gmm.weights_), t(gmm.means_), t(gmm.covariances_), info
     )
+
+
+def used_states(background_models_codec_space: bool) -> list[str]:
+    """The statistics the density is fitted on: all of ``STATE_NAMES``, but without the background's
+    where the background is over the codec's space (8-bit levels: ``Background.uses_codec``)."""
+    if background_models_codec_space:
+        return [name for name in STATE_NAMES if name != "log_p_background"]
+    return list(STATE_NAMES)
 
 
 def held_out(train: ImageDataset, val_fraction: float, split_seed: int, seed: int = 0) -> ImageDataset:
