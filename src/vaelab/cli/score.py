@@ -89,8 +89,8 @@ def run_score(args: argparse.Namespace) -> int:
     """Score images: how unlike the model's training data each one is (out-of-distribution detection).
 
     One score per image, higher meaning less like the training data: by default the density of states,
-    how typical the image's likelihood statistics are (the VAE's terms, a small local background
-    model's and PNG's log-likelihoods, fitted once beside the model); or the likelihood ratio against
+    how typical the image's log-likelihoods are together (the VAE's, PNG's and, for a Bernoulli VAE, a
+    small local background model's; fitted once beside the model); or the likelihood ratio against
     the background, the negative importance-weighted log-likelihood, bits/dim, input complexity or
     likelihood regret (docs/ood.md says which to use and what each costs). Writes a CSV or JSONL row per
     image with its file name or index, and a histogram PNG against the in-distribution reference. With
