@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,17 @@ from benchmarks.photos32 import data_path
 from vaelab.data import DataConfig, load_dataset
 from vaelab.data.ood_sets import default_pairs, letter_fonts, make_ood_set
 from vaelab.evaluation import in_memory, seeded_subset
-from vaelab.evaluation.ood.background import BackgroundSpec, fit_background, save_background
+from vaelab.evaluation.ood.background import BackgroundSpec, save_background
 from vaelab.evaluation.ood.evaluate import ood_section
 from vaelab.evaluation.ood.plot import plot_scores
-from vaelab.evaluation.ood.scores import DEFAULT_K, DEFAULT_SCORE, SCORES, Scorer
-from vaelab.evaluation.ood.states import held_out
+from vaelab.evaluation.ood.scores import (
+    DEFAULT_K,
+    DEFAULT_SCORE,
+    SCORES,
+    Scorer,
+    fit_background_and_states,
+    presentation,
+)
 from vaelab.models import VAE
 from vaelab.models.saving import MODEL_DIR
 
@@ -58,19 +63,14 @@ def _evaluate(model_dir: Path, name: str, options: dict[str, Any], seed: int, pl
     pair and its speed."""
     model = VAE.from_pretrained(model_dir)
     data_cfg = DataConfig.model_validate(json.loads((model_dir / "config.json").read_text())["data"])
-    binarize = "static" if data_cfg.binarize == "static" else "none"
+    binarize = presentation(data_cfg)
     train = in_memory(load_dataset(data_cfg, "train", progress=False))
-    start = time.perf_counter()
     spec = BackgroundSpec(kernel=options["background_kernel"], noise=options["background_noise"], seed=seed)
-    background = fit_background(model, train, binarize, spec)
-    fit_seconds = time.perf_counter() - start
+    background = fit_background_and_states(model, train, data_cfg, spec)
+    save_background(background, model_dir)
     test = in_memory(load_dataset(data_cfg, "test", progress=False))
     shape = model.image_shape
     scorer = Scorer(model, binarize, DEFAULT_K, background, seed=seed, codec_mixture=options["codec_mixture"])
-    start = time.perf_counter()
-    scorer.fit_states(held_out(train, data_cfg.val_fraction, data_cfg.split_seed, seed))
-    states_seconds = time.perf_counter() - start
-    save_background(background, model_dir)
     # Scores this model cannot give (likelihood regret of a hierarchical VAE) are left out, with why.
     wanted, skipped = scorer.usable(options["scores"] or SCORES)
     fast = [n for n in wanted if n != "likelihood_regret"]
@@ -79,8 +79,8 @@ def _evaluate(model_dir: Path, name: str, options: dict[str, Any], seed: int, pl
     out: dict[str, Any] = {
         "model": str(model_dir),
         "image_shape": shape,
-        "background_fit_seconds": fit_seconds,
-        "states_fit_seconds": states_seconds,
+        "background_fit_seconds": background.info["seconds"],
+        "states_fit_seconds": background.info["states"]["seconds"],
         "states": background.info["states"],
         "skipped_scores": skipped,
     }

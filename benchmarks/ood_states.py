@@ -16,9 +16,9 @@ from benchmarks.harness import benchmark, round_robin, vaelab
 from vaelab.data import DataConfig, load_dataset, to_float
 from vaelab.data.ood_sets import default_pairs, make_ood_set
 from vaelab.evaluation import in_memory, seeded_subset
-from vaelab.evaluation.ood.background import BackgroundSpec, fit_background, load_background, save_background
+from vaelab.evaluation.ood.background import BackgroundSpec, load_background, save_background
 from vaelab.evaluation.ood.metrics import auroc
-from vaelab.evaluation.ood.scores import Scorer
+from vaelab.evaluation.ood.scores import Scorer, fit_background_and_states, presentation
 from vaelab.evaluation.ood.states import COMPONENTS, fit_density, held_out
 from vaelab.models import VAE
 from vaelab.models.saving import MODEL_DIR
@@ -66,16 +66,13 @@ def _model(run: Path, seed: int) -> dict[str, Any]:
     model_dir = run / MODEL_DIR if (run / MODEL_DIR / "config.json").is_file() else run
     model = VAE.from_pretrained(model_dir).eval()
     cfg = DataConfig.model_validate(json.loads((model_dir / "config.json").read_text())["data"])
-    binarize = "static" if cfg.binarize == "static" else "none"
     train = in_memory(load_dataset(cfg, "train", progress=False))
     fit_on = held_out(train, cfg.val_fraction, cfg.split_seed, seed)
     background = load_background(model_dir)
-    if background is None:
-        background = fit_background(model, train, binarize, BackgroundSpec(seed=seed))
-    scorer = Scorer(model, binarize, background=background, seed=seed)
-    if background.states is None:
-        scorer.fit_states(fit_on)
+    if background is None or background.states is None:
+        background = fit_background_and_states(model, train, cfg, BackgroundSpec(seed=seed), background)
         save_background(background, model_dir)
+    scorer = Scorer(model, presentation(cfg), background=background, seed=seed)
     test = in_memory(load_dataset(cfg, "test", progress=False))
     return {"scorer": scorer, "cfg": cfg, "fit_on": fit_on, "test": test}
 

@@ -18,7 +18,6 @@ from vaelab.cli.scoring import (
     background_for,
     background_spec,
     draw,
-    presentation,
     score_names,
     settings_of,
     summary,
@@ -103,7 +102,7 @@ def run_score(args: argparse.Namespace) -> int:
     from vaelab.data.inputs import Inputs, load_inputs
     from vaelab.evaluation import in_memory
     from vaelab.evaluation.ood.calibration import calibrate, load_calibrations, save_calibration
-    from vaelab.evaluation.ood.scores import Scorer
+    from vaelab.evaluation.ood.scores import Scorer, presentation
 
     names = score_names(args.score)
     check_minimums(args, {"iw_samples": 1, "count": 1, "batch_size": 1, "regret_steps": 0})

@@ -68,9 +68,8 @@ def background_for(
     out; both are then saved beside the model (a background saved without the density gets it added)."""
     from vaelab.data import load_dataset
     from vaelab.evaluation import in_memory
-    from vaelab.evaluation.ood.background import fit_background, load_background, save_background
-    from vaelab.evaluation.ood.scores import SCORES, Scorer
-    from vaelab.evaluation.ood.states import held_out
+    from vaelab.evaluation.ood.background import load_background, save_background
+    from vaelab.evaluation.ood.scores import SCORES, fit_background_and_states
 
     model_path, progress = args.model, not args.no_progress
     needed = any(SCORES[n].needs_background for n in names)
@@ -80,28 +79,20 @@ def background_for(
     if background is None and not (needed or refit):
         return None
     train = in_memory(load_dataset(data_cfg, "train", progress=progress))
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    binarize = presentation(data_cfg)
     if background is None:
         print(
             f"fitting the background model ({spec.kind}, up to {spec.epochs} epochs on {len(train)} "
             f"{train.name} training images) and the density of states; both are saved beside the model",
             file=sys.stderr,
         )
-        background = fit_background(model, train, binarize, spec, log=log)
     else:
         print("fitting the density of states (the background beside the model has none)", file=sys.stderr)
-    states_on = held_out(train, data_cfg.val_fraction, data_cfg.split_seed, spec.seed)
-    Scorer(model, binarize, background=background, seed=spec.seed).fit_states(states_on, log)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    background = fit_background_and_states(model, train, data_cfg, spec, background, log)
     with writing("MODEL", model_path):
         folder = save_background(background, model_path)
     print(f"wrote {folder}", file=sys.stderr)
     return background
-
-
-def presentation(data_cfg: Any) -> str:
-    """How scores present images: thresholded for a statically binarised model, else grey levels."""
-    return "static" if data_cfg.binarize == "static" else "none"
 
 
 def write_rows(path: Path, names: list[str], scores: dict[str, np.ndarray], out: np.ndarray | None) -> None:
@@ -191,7 +182,7 @@ def ood_report(args: argparse.Namespace, model: Any, dataset: Any) -> dict[str, 
     from vaelab.evaluation import seeded_subset
     from vaelab.evaluation.ood.background import BackgroundSpec
     from vaelab.evaluation.ood.evaluate import ood_section
-    from vaelab.evaluation.ood.scores import DEFAULT_K, Scorer
+    from vaelab.evaluation.ood.scores import DEFAULT_K, Scorer, presentation
     from vaelab.runtime import derive_seed
 
     check_minimums(args, {"ood_count": 2, "ood_iw_samples": 1})

@@ -31,19 +31,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vaelab.data import ImageDataset, to_float
+from vaelab.data import DataConfig, ImageDataset, to_float
 from vaelab.errors import UsageError
 from vaelab.evaluation.likelihood import LN2, iw_log_likelihood_batch
 from vaelab.evaluation.measure import likelihood_unit
-from vaelab.evaluation.ood.background import Background
+from vaelab.evaluation.ood.background import Background, BackgroundSpec, fit_background
 from vaelab.evaluation.ood.codec import CODECS, codec_bits
 from vaelab.evaluation.ood.registry import DEFAULT_K, DEFAULT_SCORE, SCORES, ScoreInfo, check_scores
 from vaelab.evaluation.ood.regret import likelihood_regret
-from vaelab.evaluation.ood.states import STATE_NAMES, StatesDensity, fit_density, used_states
+from vaelab.evaluation.ood.states import STATE_NAMES, StatesDensity, fit_density, held_out, used_states
 from vaelab.io.images import to_uint8
 from vaelab.models.vae import VAE
 
 __all__ = ["DEFAULT_K", "DEFAULT_SCORE", "SCORES", "ScoreInfo", "Scorer", "check_scores", "likelihood_ratio"]
+
+
+def presentation(data: DataConfig) -> str:
+    """How scores present a model's images: thresholded for a statically binarised model, else grey levels."""
+    return "static" if data.binarize == "static" else "none"
 
 
 def likelihood_ratio(log_p_model: np.ndarray, log_p_background: np.ndarray) -> np.ndarray:
@@ -137,10 +142,6 @@ class Scorer:
     def bits_per_dim(self, nll: np.ndarray) -> np.ndarray:
         return (nll + self.levels_offset()) / (self.dims * LN2)
 
-    def regret(self, x: torch.Tensor) -> torch.Tensor:
-        """The likelihood regret of each image (``regret.py``)."""
-        return likelihood_regret(self.model, x, self.regret_steps, self.regret_lr)
-
     def background_log_prob(self, x: torch.Tensor, k: int | None = None) -> np.ndarray:
         """log p_background(x) of the local model (or VAE, with ``k`` samples: default this scorer's K)
         alone, nats over 8-bit images."""
@@ -155,16 +156,17 @@ class Scorer:
         x: torch.Tensor,
         shared: dict[str, np.ndarray] | None = None,
         names: Sequence[str] = STATE_NAMES,
+        fitted: bool = True,
     ) -> np.ndarray:
         """(B, len(names)) float64: the density of states' statistics ``names`` (of ``STATE_NAMES``) of
-        images ``x`` in [0, 1], nats over 8-bit images, with the density's K and codec (this scorer's
-        when none is fitted yet). ``shared``: what the caller has computed already ("nll" at this
-        scorer's K, "log_bg", "bits:CODEC") and what this adds."""
+        images ``x`` in [0, 1], nats over 8-bit images, with the fitted density's K and codec (``fitted``
+        False, or none fitted yet: this scorer's). ``shared``: what the caller has computed already ("nll"
+        at this scorer's K, "log_bg", "bits:CODEC") and what this adds."""
         if self.background is None:
             raise UsageError("the density of states needs the background model: fit that first")
         shared = {} if shared is None else shared
-        fitted = self.background.states.info if self.background.states else {}
-        k, codec = fitted.get("iw_samples", self.iw_samples), fitted.get("codec", self.codec)
+        info = self.background.states.info if fitted and self.background.states else {}
+        k, codec = info.get("iw_samples", self.iw_samples), info.get("codec", self.codec)
         columns: dict[str, np.ndarray] = {}
         if "log_p_model" in names:
             if k == self.iw_samples and "nll" in shared:
@@ -211,7 +213,8 @@ class Scorer:
             stats = torch.from_numpy(self.statistics(x, shared, density.names))
             out["density_of_states"] = -density.log_prob(stats).numpy()
         if "likelihood_regret" in names:
-            out["likelihood_regret"] = self.regret(x).cpu().numpy()
+            regret = likelihood_regret(self.model, x, self.regret_steps, self.regret_lr)
+            out["likelihood_regret"] = regret.cpu().numpy()
         return {name: out[name] for name in names}
 
     def score(
@@ -230,23 +233,22 @@ class Scorer:
         this scorer's K and codec, and keep it in the background (``save_background`` writes it)."""
         if self.background is None:
             raise UsageError("the density of states needs the background model: fit that first")
-        self.background.states = None  # the statistics of this scorer's K and codec, not an old fit's
         start = time.perf_counter()
-
         names = used_states(self.background.uses_codec)
 
         def stats(batch: torch.Tensor) -> dict[str, np.ndarray]:
             x = to_float(batch.to(self.model.device), self.binarize)
-            return {"stats": self.statistics(x, names=names)}
+            return {"stats": self.statistics(x, names=names, fitted=False)}  # this scorer's K and codec
 
         density = fit_density(self._map(images, stats)["stats"], names, seed=self.seed)
+        seconds = round(time.perf_counter() - start, 1)
         settings = {"dataset": images.name, "iw_samples": self.iw_samples, "codec": self.codec}
-        density.info |= settings | {"binarize": self.binarize}
+        density.info |= settings | {"binarize": self.binarize, "seconds": seconds}
         self.background.states, self.background.info["states"] = density, density.info
         if log is not None:
             log(
                 f"density of states: {density.info['components']} Gaussians over the log-likelihoods of "
-                f"{len(images)} held-out {images.name} images ({time.perf_counter() - start:.1f} s)"
+                f"{len(images)} held-out {images.name} images ({seconds:.1f} s)"
             )
         return density
 
@@ -276,3 +278,22 @@ class Scorer:
                     progress(min(self.batch_size, len(data) - start))
         self.model.train(was_training)
         return {n: np.concatenate(v) for n, v in parts.items()}
+
+
+def fit_background_and_states(
+    model: VAE,
+    train: ImageDataset,
+    data: DataConfig,
+    spec: BackgroundSpec,
+    background: Background | None = None,
+    log: Callable[[str], object] | None = None,
+) -> Background:
+    """What the background-based scores need, fitted as ``vaelab score`` fits it: the background of
+    ``spec`` on the training images ``train`` (unless ``background`` is given), then its density of
+    states on the images training held out (``held_out`` of the model's data config ``data``)."""
+    binarize = presentation(data)
+    if background is None:
+        background = fit_background(model, train, binarize, spec, log=log)
+    states_on = held_out(train, data.val_fraction, data.split_seed, spec.seed)
+    Scorer(model, binarize, background=background, seed=spec.seed).fit_states(states_on, log)
+    return background
