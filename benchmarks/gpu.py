@@ -108,10 +108,11 @@ def gpu_steps(
     device: str = "cuda",
     overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Train --config for --steps steps on the GPU in each of --precisions (the same seed and schedule),
-    then evaluate those runs and the --cpu-runs (trained on a CPU for the same steps) with one protocol
-    on the GPU: images/s of the whole training loop, and test NLL with its standard error. --keep DIR
-    keeps the GPU runs there; --device cpu runs it all on the CPU (a dry run of the benchmark)."""
+    """Train --config for --steps steps on the GPU in each of --precisions (the same seed and schedule,
+    its learning rate decayed over the steps), then evaluate those runs and the --cpu-runs (trained on
+    a CPU for the same steps) with one protocol on the GPU: images/s of the whole training loop, and
+    test NLL with its standard error. --keep DIR keeps the GPU runs there; --device cpu runs it all
+    on the CPU (a dry run of the benchmark)."""
     if device == "cuda":
         cuda()
     runs: dict[str, dict[str, Any]] = {}
@@ -119,8 +120,9 @@ def gpu_steps(
         root = Path(keep) if keep else Path(tmp)
         for precision in precisions:
             run_dir = root / f"gpu-{precision}"
+            # equal steps, equal schedule: the cosine over the steps, not over a machine's minutes
             sets = [f"train.max_steps={steps}", "train.eval_every=0", f"train.device={device}"]
-            sets += [f"train.precision={precision}", *overrides]
+            sets += ["train.lr_decay_over=steps", f"train.precision={precision}", *overrides]
             trained = train_cli(run_dir, "--config", config, *(a for s in sets for a in ("--set", s)))
             runs[f"gpu-{precision}"] = {"dir": run_dir, "train": trained}
         for path in cpu_runs:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vaelab.config import ConfigError, load_config
-from vaelab.training import TrainConfig
-from vaelab.training.schedules import build_lr_scheduler, kl_weight, lr_factor
+from vaelab.training import TrainConfig, train
+from vaelab.training.schedules import TrainingClock, build_lr_scheduler, kl_weight, lr_factor
 
 
 def test_no_annealing_keeps_the_kl_weight_at_one():
@@ -68,3 +68,37 @@ def test_lambda_lr_scheduler_drives_the_optimiser_and_resumes_from_its_state():
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.01 * lr_factor(6, 2, 10, "cosine", 0.0))
     sched2.step()
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 5 / 8)))
+
+
+def test_a_cosine_over_minutes_follows_the_training_clock_and_ends_at_the_budget():
+    tc = TrainConfig(lr=0.01, lr_schedule="cosine", lr_min_ratio=0.1, lr_decay_over="minutes", max_minutes=2)
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=tc.lr)
+    clock = TrainingClock()
+    sched = build_lr_scheduler(opt, tc, planned_steps=10, clock=clock)
+    for _ in range(30):  # steps past the planned length do not move it: only the clock does
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    for seconds, factor in [
+        (30, 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))),
+        (60, 0.55),
+        (120, 0.1),
+        (900, 0.1),
+    ]:
+        clock.seconds = seconds
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * factor)
+
+
+def test_a_cosine_over_minutes_without_a_budget_is_refused_naming_the_fix():
+    with pytest.raises(ConfigError, match=r"lr_decay_over='minutes' needs max_minutes > 0"):
+        load_config(overrides=["train.lr_schedule=cosine", "train.lr_decay_over=minutes"])
+
+
+def test_a_run_decaying_over_minutes_reaches_the_floor_when_its_budget_ends(tiny_config, tmp_path):
+    extra = ["train.lr_schedule=cosine", "train.lr_decay_over=minutes", "train.lr_min_ratio=0.1"]
+    cfg = tiny_config(10_000, "train.max_minutes=0.02", *extra)  # 1.2 s, many short epochs
+    result = train(cfg, tmp_path / "run", progress=False, log=False)
+    lrs = [row["lr"] for row in result.history]
+    assert len(lrs) >= 2 and result.history[-1]["train_minutes"] >= 0.02
+    assert lrs == sorted(lrs, reverse=True)  # falling with time, whatever the steps per epoch
+    assert lrs[-1] == pytest.approx(cfg.train.lr * 0.1)  # at the floor when the budget is spent

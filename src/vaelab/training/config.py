@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class TrainConfig(BaseModel):
@@ -84,10 +84,14 @@ class TrainConfig(BaseModel):
     kl_cycles: int = Field(default=0, ge=0)
     # Learning rate: linear warm-up over lr_warmup_steps, then "constant" or "cosine" decay to
     # lr * lr_min_ratio at lr_decay_steps (0: the run's planned length, max_steps or epochs x batches).
+    # lr_decay_over "minutes": the cosine follows training time instead, reaching its end at
+    # max_minutes whatever the machine's speed (a budget config fits a fast and a slow CPU alike; the
+    # price: the schedule, hence the weights, no longer repeat exactly from the seed).
     lr_warmup_steps: int = Field(default=0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_min_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
     lr_decay_steps: int = Field(default=0, ge=0)
+    lr_decay_over: Literal["steps", "minutes"] = "steps"
     # Rescale the gradient when its global L2 norm exceeds grad_clip (0: off).
     grad_clip: float = Field(default=0.0, ge=0.0)
     # Skip the update when the gradient norm exceeds skip_threshold (0: off; VDVAE's skip_threshold).
@@ -111,3 +115,9 @@ class TrainConfig(BaseModel):
         if kind != "none" and steps == 0:
             raise ValueError(f"kl_anneal={kind!r} needs kl_anneal_steps > 0 (steps per warm-up or cycle)")
         return steps
+
+    @model_validator(mode="after")
+    def _minutes_need_a_budget(self) -> TrainConfig:
+        if self.lr_decay_over == "minutes" and not self.max_minutes:
+            raise ValueError("lr_decay_over='minutes' needs max_minutes > 0 (the time the decay spans)")
+        return self

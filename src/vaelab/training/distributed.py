@@ -93,6 +93,15 @@ def any_ranks(flags: list[bool], ctx: DistContext) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def max_ranks(values: list[float], ctx: DistContext) -> list[float]:
+    """Each value's maximum over the ranks, in one all-reduce (float64: seconds keep their precision)."""
+    if not ctx.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def gather_objects(obj: object, ctx: DistContext) -> list[object]:
     """Every rank's ``obj`` in rank order (on every rank); ``[obj]`` for a single process."""
     if not ctx.distributed:

@@ -3,7 +3,7 @@ guard and how far the run got -- built fresh or from a :class:`Checkpoint`, and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from vaelab.training.ema import build_ema
 from vaelab.training.epoch_data import EpochRandomness
 from vaelab.training.run_config import RunConfig
 from vaelab.training.running_means import RunningMeans
-from vaelab.training.schedules import build_lr_scheduler
+from vaelab.training.schedules import TrainingClock, build_lr_scheduler
 from vaelab.training.setup import build_optimizer
 from vaelab.training.stability import UpdateGuard, check_finite
 from vaelab.training.step import build_scaler
@@ -40,6 +40,7 @@ class TrainState:
     epochs_done: int = 0
     step: int = 0
     train_seconds: float = 0.0
+    clock: TrainingClock = field(default_factory=TrainingClock)  # what a time-following schedule reads
 
     @classmethod
     def build(
@@ -50,7 +51,8 @@ class TrainState:
         model = VAE(config.model).to(device)
         optimizer = build_optimizer(model, config)
         # Built before the optimiser's state is loaded: LambdaLR records the base lr when it is created.
-        scheduler = build_lr_scheduler(optimizer, tc, tc.max_steps or tc.epochs * batches_per_epoch)
+        clock = TrainingClock(saved.train_seconds if saved is not None else 0.0)
+        scheduler = build_lr_scheduler(optimizer, tc, tc.max_steps or tc.epochs * batches_per_epoch, clock)
         scaler, guard = build_scaler(tc, device), UpdateGuard(tc, model.parameters())
         if saved is not None:
             model.load_state_dict(saved.model)
@@ -65,7 +67,7 @@ class TrainState:
             ema.load_state_dict(saved.ema)
         if tc.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        state = cls(model, ema, optimizer, scheduler, scaler, guard)
+        state = cls(model, ema, optimizer, scheduler, scaler, guard, clock=clock)
         if saved is not None:
             state.epochs_done, state.step, state.train_seconds = saved.epoch, saved.step, saved.train_seconds
         return state

@@ -160,8 +160,12 @@ def _train(
                     train_set, tc.batch_size, config.data.binarize, rng, ctx, skip=skip, labels=labelled
                 ):
                     terms, applied = run_step(x, y, kl_weight(state.step, tc), share)
-                    state.scheduler.step()  # schedules follow the batch count, skipped updates included
                     state.step += 1
+                    elapsed = state.train_seconds + time.perf_counter() - t0
+                    stopping, out_of_time, agreed = _shared_stop(bool(stop), elapsed, state.step, tc, ctx)
+                    if agreed is not None:  # the seconds every rank saw last: one learning rate for all
+                        state.clock.seconds = agreed
+                    state.scheduler.step()  # schedules follow the batch count, skipped updates included
                     if report is not None and getattr(terms, "stats", None):  # per-step GAN scalars
                         report.logger.log_step({k: float(v) for k, v in terms.stats.items()}, state.step)
                     if applied:  # a skipped step's (maybe NaN) terms stay out of the epoch's means
@@ -171,8 +175,6 @@ def _train(
                         _show_means(bar, sums)
                     if tc.max_steps and state.step >= tc.max_steps:
                         break
-                    elapsed = state.train_seconds + time.perf_counter() - t0
-                    stopping, out_of_time = _shared_stop(bool(stop), elapsed, state.step, tc, ctx)
                     if out_of_time:
                         break
                     if stopping:
@@ -227,13 +229,14 @@ def _show_means(bar: tqdm, sums: RunningMeans) -> None:
 
 def _shared_stop(
     signalled: bool, elapsed: float, step: int, tc: TrainConfig, ctx: D.DistContext
-) -> tuple[bool, bool]:
-    """(a stop was signalled, the time budget is spent), as every rank sees them: every step for one
-    process, and every ``SYNC_EVERY`` steps under torchrun (one all-reduce for both)."""
+) -> tuple[bool, bool, float | None]:
+    """(a stop was signalled, the time budget is spent, the training seconds every rank agrees on), as
+    every rank sees them: every step for one process, and every ``SYNC_EVERY`` steps under torchrun (one
+    all-reduce for the three; the slowest rank's seconds), None for the seconds in between."""
     out_of_time = bool(tc.max_minutes) and elapsed >= tc.max_minutes * 60
     if not ctx.distributed:
-        return signalled, out_of_time
+        return signalled, out_of_time, elapsed
     if step % SYNC_EVERY:
-        return False, False
-    stopping, out_of_time = D.any_ranks([signalled, out_of_time], ctx)
-    return stopping, out_of_time
+        return False, False, None
+    stopping, spent, seconds = D.max_ranks([float(signalled), float(out_of_time), elapsed], ctx)
+    return bool(stopping), bool(spent), seconds
