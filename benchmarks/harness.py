@@ -42,10 +42,12 @@ MODULES = (
     "priors",
     "ood",
     "ood_states",
+    "frontier",
     "gpu",
 )
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 Clock = Callable[[], float]
+PYTHAE_VENV, PYTHAE = REPO / "benchmarks" / ".venv-pythae", "pythae==0.1.2"  # the peer, in its own venv
 STDERR = 2  # where subprocesses write: stdout carries only the report (a descriptor survives capture)
 
 
@@ -225,6 +227,24 @@ def in_subprocess(fn: Callable[..., Any] | str, python: object = sys.executable,
     cli = [str(python), "-c", code.format(module, name), json.dumps(kwargs, default=str)]
     done = subprocess.run(cli, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pythae_python() -> Path:
+    """The Python of the peer pythae's own environment, benchmarks/.venv-pythae, made when missing or
+    broken: pythae is never a dependency of vaelab, and pip installs torch first, then names it again
+    beside pythae, so that it can never swap in another torch build."""
+    python = PYTHAE_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import pythae, torch; print(torch.__version__)"]
+    if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
+        import torch
+
+        torch_pin = f"torch=={torch.__version__.split('+')[0]}"  # the torch release vaelab runs on
+        print(f"making pythae's environment in {PYTHAE_VENV} ({torch_pin}, {PYTHAE})", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(PYTHAE_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, torch_pin], check=True, stdout=STDERR)
+        subprocess.run([*pip, torch_pin, PYTHAE], check=True, stdout=STDERR)
+    return python
 
 
 def vaelab(*args: object, processes: int = 1, threads: int | None = None) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.harness import REPO, STDERR, benchmark, evaluate, in_subprocess, train_cli
+from benchmarks.harness import REPO, benchmark, evaluate, in_subprocess, pythae_python, train_cli
 from benchmarks.quality import feature_space
 from vaelab.cli.common import saved_data_config
 from vaelab.data import DataConfig, to_float
@@ -28,10 +26,6 @@ from vaelab.generation import reconstruct, sample
 from vaelab.io.images import interleave_rows, save_grid, to_uint8
 from vaelab.models import VAE
 from vaelab.runtime import derive_seed
-
-VENV = REPO / "benchmarks" / ".venv-pythae"
-PYTHAE = "pythae==0.1.2"
-TORCH = f"torch=={torch.__version__.split('+')[0]}"  # the peer gets the torch release vaelab runs on
 
 
 def data_path(given: Path | None) -> Path:
@@ -114,15 +108,7 @@ def peer(
 def train_pythae(out: Path, **options: Any) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
     """pythae's side in its own environment (made if missing): its training, test reconstructions and
     prior samples (uint8)."""
-    python = VENV / "bin" / "python"
-    probe = [str(python), "-c", "import pythae, torch; print(torch.__version__)"]
-    if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
-        # torch first, and named again beside pythae, so that pip can never swap in another torch build
-        print(f"making pythae's environment in {VENV} ({TORCH}, {PYTHAE})", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, TORCH], check=True, stdout=STDERR)
-        subprocess.run([*pip, TORCH, PYTHAE], check=True, stdout=STDERR)
+    python = pythae_python()
     start = time.perf_counter()
     training = in_subprocess("benchmarks.pythae_peer:photos32", python, out=out, **options)
     with np.load(out) as arrays:

@@ -71,20 +71,25 @@ def nll_vs_minutes(
         rows += [{**row, "reused_from": str(report)} for row in saved.get("results", saved)["rows"]]
     cli = [f"--iw-samples={iw_samples}", f"--subset={subset}", f"--seed={seed}", f"--precision={precision}"]
     cli += ["--no-sample-quality", *(["--compile"] if compile else [])]
-    keep = ("iw_samples", "images", "nll", "nll_se", "bits_per_dim", "k_gap", "seconds")
     for run in runs:
         snapshots = sorted((run / "snapshots").glob("epoch-*"))
         if not snapshots:
             raise SystemExit(f"{run}: no snapshots; train with --set train.snapshot_every=N")
-        for snapshot in snapshots:
-            report = evaluate(snapshot, *cli)
-            saved = json.loads((snapshot / "config.json").read_text())
-            row = {"run": str(run), "snapshot": str(snapshot), "epoch": saved["epoch"]}
-            row |= {"train_minutes": saved["train_minutes"], "neg_elbo": -report["elbo"]["elbo"]}
-            rows.append(row | {k: report["log_likelihood"].get(k) for k in keep})
+        rows += [snapshot_row(run, snapshot, cli) for snapshot in snapshots]
     if plot:
         plot_nll(rows, plot)
     return {"rows": rows}
+
+
+def snapshot_row(run: Path, snapshot: Path, cli: list[str]) -> dict[str, Any]:
+    """One snapshot of ``run`` through `vaelab evaluate` ``cli`` on the test split: its epoch, training
+    minutes, -ELBO and importance-weighted -log p(x)."""
+    keep = ("iw_samples", "images", "nll", "nll_se", "bits_per_dim", "k_gap", "seconds")
+    report = evaluate(snapshot, *cli)
+    saved = json.loads((snapshot / "config.json").read_text())
+    row = {"run": str(run), "snapshot": str(snapshot), "epoch": saved["epoch"]}
+    row |= {"train_minutes": saved["train_minutes"], "neg_elbo": -report["elbo"]["elbo"]}
+    return row | {k: report["log_likelihood"].get(k) for k in keep}
 
 
 def plot_nll(rows: list[dict[str, Any]], path: Path) -> None:

@@ -18,7 +18,7 @@ from benchmarks import harness
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 DIGITS = " --set data.name=digits"
-VENV = harness.REPO / "benchmarks" / ".venv-pythae"  # photos32's peer (made on first use)
+VENV = harness.PYTHAE_VENV  # the peer's own environment (made on first use)
 TINY_MLP = " --set model.encoder.hidden_dims=[32] --set model.decoder.hidden_dims=[32]"
 
 
@@ -88,6 +88,16 @@ SMOKE = {
         "--config configs/mnist-sharp.yaml --dataset digits --minutes 0.02 --iw-samples 1 --n-samples 16"
         " --set objective.disc_start=0 --set train.batch_size=16"
     ),
+    "frontier": case(
+        "--configs configs/seed.yaml --minutes 0.02 --points 2 --iw-samples 2 --subset 10 --no-peer"
+        + TINY_MLP,
+        "mnist",
+    ),
+    "frontier with its peer": case(
+        "--configs configs/seed.yaml --minutes 0.02 --points 2 --iw-samples 2 --subset 10 --plot {tmp}/f.png"
+        + TINY_MLP,
+        "mnist pythae",
+    ),
     "detail_cost": case("{run} --dataset {run}/../blobs.npz --max-images 20", "run"),
     "clipped_samples": case("{run} {run} --n 8", "run"),
 }
@@ -131,7 +141,7 @@ def test_the_smallest_setting_runs(name, args, needs, request, tmp_path, monkeyp
         pytest.skip("needs a CUDA GPU; torch sees none on this machine")
     if name == "peer_pythae" and importlib.util.find_spec("pythae") is None:
         pytest.skip("pythae is not installed (pip install 'vaelab[peer]')")
-    if name == "photos32" and "pythae" in needs and not VENV.is_dir():
+    if name != "peer_pythae" and "pythae" in needs and not VENV.is_dir():
         pytest.skip("no benchmarks/.venv-pythae (made on first use; needs the network)")
     run = request.getfixturevalue("tiny_run") if "run" in needs else None
     args = [a.format(run=run, tmp=tmp_path) for a in args]
