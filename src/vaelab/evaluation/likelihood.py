@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.models.vae import VAE
+from vaelab.runtime import derive_seed
 
 # Largest number of decoder-output elements held at once (per tensor; a few such tensors are live).
 # 2^22 floats = 16 MiB: big enough that a chunk's matmuls run at full speed, small enough for any laptop.
@@ -48,6 +49,7 @@ class LogLikelihood:
     precision: str = "fp32"  # of the network's matmuls (the densities are always fp32)
     compiled: bool = False  # whether the importance weights ran through torch.compile
     flops: float | None = None  # matmul/convolution FLOPs of the whole estimate (``iw_flops``)
+    processes: int = 1  # worker processes the batches were shared out over
 
     @property
     def images(self) -> int:
@@ -99,11 +101,9 @@ def importance_weights_fn(model: VAE, compile: bool) -> Callable[..., torch.Tens
     """``model.log_importance_weights``, through ``torch.compile`` when ``compile`` is set.
 
     Why compile: per decoder pass the Bernoulli log-density is 784 element-wise log-sigmoids and
-    their sum, which eager PyTorch runs as several full-size passes over memory; inductor fuses them
-    with the decoder's last bias and activation into one loop (about 5x less time for that part; a
-    fixed-shape MLP benchmark 2x-3.8x faster; the seed MLP's full K=5000 test evaluation, bf16, in
-    148 s: docs/performance.md). Compiling costs 10-30 s once per model and chunk shape, so it pays
-    for long evaluations (K in the thousands), not for a quick check.
+    their sum, which eager PyTorch runs as several passes over memory; inductor fuses them with the
+    decoder's last layer into one loop (docs/performance.md). Compiling costs 10-30 s once per model
+    and chunk shape: it pays for long evaluations (K in the thousands), not for a quick check.
     ``fallback_random``: the latents come from torch's generator as in eager mode, so a seed gives
     the same draws, compiled or not.
     """
@@ -212,11 +212,6 @@ def iw_flops(
     return float(x.shape[0] * (chunks * per_call + iw_samples * per_sample))
 
 
-def image_batch_size(model: VAE, max_elements: int, batch_size: int) -> int:
-    """Images per batch so that one sample per image still fits the element budget."""
-    return max(1, min(batch_size, max_elements // model.elements_per_sample()))
-
-
 def evaluate_log_likelihood(
     model: VAE,
     dataset: ImageDataset,
@@ -228,59 +223,78 @@ def evaluate_log_likelihood(
     progress: bool = False,
     precision: str = "fp32",
     compile: bool = False,
+    processes: int = 1,
 ) -> LogLikelihood:
     """Importance-weighted log p(x) of every image of ``dataset`` (pixels used as stored, /255).
 
-    Binarise the dataset beforehand (see ``fixed_inputs``) for the binarised-MNIST protocol. The
-    latents are drawn from a generator seeded with ``seed`` inside a forked RNG, so the caller's
-    random state is untouched and the same seed gives the same number on the same machine.
-    ``precision="bf16"``: bf16 autocast for the network's matmuls; ``compile=True``: the importance
-    weights through ``torch.compile`` (both: see ``iw_log_likelihood_batch``).
+    Binarise the dataset beforehand (``fixed_inputs``) for the binarised-MNIST protocol. Each batch
+    draws its latents in a forked RNG seeded by ``seed`` and the batch's number: the caller's random
+    state is untouched, and a seed gives the same numbers in one process or several. ``precision``,
+    ``compile``: see ``iw_log_likelihood_batch``; ``processes`` > 1 (CPUs): the batches shared out
+    over that many worker processes, each with its share of the threads (``evaluation.parallel``).
     """
     was_training = model.training
     model.eval()
-    device = model.device
-    ks = tuple(nested_ks(iw_samples))
-    bsz = image_batch_size(model, max_elements, batch_size)
-    parts: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
-    flops, per_image, probe_seconds = 0.0, None, 0.0
-    forked = [device.index or 0] if device.type == "cuda" else []
+    images = max(1, min(batch_size, max_elements // model.elements_per_sample()))  # one sample each fits
+    opts = EstimateOptions(iw_samples, images, max_elements, seed, precision, compile)
     t0 = time.perf_counter()
-    with (
-        torch.random.fork_rng(devices=forked),
-        tqdm(
-            total=len(dataset),
-            desc=f"log p(x), K={iw_samples}",
-            unit="img",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        torch.manual_seed(seed)
-        for images, labels in batches(dataset, bsz, shuffle=False):
+    bar = tqdm(
+        total=len(dataset), desc=f"log p(x), K={iw_samples}", unit="img", disable=not progress, leave=False
+    )
+    with bar:
+        if processes > 1:
+            from vaelab.evaluation.parallel import sharded_estimates
+
+            by_k = sharded_estimates(model, dataset, opts, processes, bar.update)
+        else:
+            by_k = estimate_batches(model, dataset, opts, 0, bar.update)
+    seconds = time.perf_counter() - t0
+    flops = _estimate_flops(model, dataset, opts)
+    model.train(was_training)
+    return LogLikelihood(iw_samples, by_k[iw_samples], by_k, seconds, precision, compile, flops, processes)
+
+
+def _estimate_flops(model: VAE, dataset: ImageDataset, opts: EstimateOptions) -> float | None:
+    """The whole estimate's FLOPs, from its first batch's (all full ones cost alike), in a forked RNG."""
+    first = next(iter(batches(dataset, opts.batch_size, shuffle=False)), None)
+    if first is None:
+        return None
+    x, y = to_float(first[0].to(model.device), "none"), first[1]
+    y = y.to(model.device) if model.num_classes and y is not None else None
+    chunks = len(chunk_sizes(opts.iw_samples, samples_per_chunk_cap(model, len(x), opts.max_elements)))
+    with torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else []):
+        return iw_flops(model, x, opts.iw_samples, chunks, y) / len(x) * len(dataset)
+
+
+@dataclass(frozen=True)
+class EstimateOptions:
+    """How ``estimate_batches`` runs: K, images per batch, the element budget, seed and speed switches."""
+
+    iw_samples: int
+    batch_size: int
+    max_elements: int
+    seed: int
+    precision: str
+    compile: bool
+
+
+def estimate_batches(
+    model: VAE, dataset: ImageDataset, opts: EstimateOptions, first: int, update: Callable[[int], object]
+) -> dict[int, torch.Tensor]:
+    """{K': (N,) estimates} for the images of ``dataset``, whose first batch is batch number ``first`` of
+    the whole evaluation (its latents seeded by it); ``update(n)`` after each batch of n images."""
+    ks = tuple(nested_ks(opts.iw_samples))
+    parts: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    device = model.device
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        for i, (images, labels) in enumerate(batches(dataset, opts.batch_size, shuffle=False)):
+            torch.manual_seed(derive_seed(opts.seed, "iw-batch", first + i))
             x = to_float(images.to(device), "none")
             y = labels.to(device) if model.num_classes and labels is not None else None
-            est = iw_log_likelihood_batch(
-                model,
-                x,
-                iw_samples,
-                max_elements=max_elements,
-                report_ks=ks,
-                labels=y,
-                precision=precision,
-                compile=compile,
-            )
+            est = iw_log_likelihood_batch(model, x, opts.iw_samples, max_elements=opts.max_elements,
+                                          report_ks=ks, labels=y, precision=opts.precision,
+                                          compile=opts.compile)  # fmt: skip
             for k in ks:
                 parts[k].append(est[k])
-            bar.update(images.shape[0])
-            if per_image is None:  # every full batch costs the same per image; counted once, untimed
-                t_probe = time.perf_counter()
-                cap = samples_per_chunk_cap(model, x.shape[0], max_elements)
-                chunks = len(chunk_sizes(iw_samples, cap))
-                per_image = iw_flops(model, x, iw_samples, chunks, y) / x.shape[0]
-                probe_seconds = time.perf_counter() - t_probe
-            flops += per_image * x.shape[0]
-    seconds = time.perf_counter() - t0 - probe_seconds
-    model.train(was_training)
-    by_k = {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}
-    return LogLikelihood(iw_samples, by_k[iw_samples], by_k, seconds, precision, compile, flops or None)
+            update(images.shape[0])
+    return {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}

@@ -55,6 +55,7 @@ class EvaluationOptions:
     progress: bool = False
     precision: str = "fp32"  # of the IW estimator's matmuls: fp32 or bf16 (densities stay fp32)
     compile: bool = False  # the IW estimator through torch.compile (pays for K in the thousands)
+    processes: int = 1  # CPU worker processes the IW estimate's batches are shared out over
 
 
 def elbo_section(model: VAE, inputs: ImageDataset, seed: int) -> dict[str, Any]:
@@ -123,6 +124,7 @@ def log_likelihood_section(
         progress=opts.progress,
         precision=opts.precision,
         compile=opts.compile,
+        processes=opts.processes,
     )
     levels, note = likelihood_unit(model, binarize)
     mean, se = ll.mean_and_se()
@@ -139,6 +141,7 @@ def log_likelihood_section(
         "seconds": ll.seconds,
         "precision": ll.precision,
         "compiled": ll.compiled,
+        "processes": ll.processes,
         **_speed(ll, model.device),
     }
     if levels is not None:
