@@ -25,6 +25,13 @@ def pythae_vae(shape: tuple[int, int, int], latent: int, loss: str) -> VAE:
     return VAE(config, cifar.Encoder_ResNet_VAE_CIFAR(config), cifar.Decoder_ResNet_AE_CIFAR(config))
 
 
+def about(model: VAE, networks: str, train_images: int) -> dict:
+    """What a report says of pythae's side: versions, networks, parameters, training images."""
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"pythae": version("pythae"), "torch": torch.__version__, "networks": networks,
+            "parameters": parameters, "train_images": train_images}  # fmt: skip
+
+
 def trainer(model: VAE, lr: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
     """One training step on a batch ``x``: pythae's loss of ``model(DatasetOutput(data=x))``, then Adam."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -75,11 +82,7 @@ def photos32(data: str, out: str, minutes: float, latent: int, samples: int, see
         drawn = NormalSampler(model=model).sample(num_samples=samples, batch_size=500)
     np.savez(out, reconstructions=to_uint8(torch.cat(recon)), samples=to_uint8(drawn))
     return {
-        "pythae": version("pythae"),
-        "torch": torch.__version__,
-        "networks": "Encoder_ResNet_VAE_CIFAR / Decoder_ResNet_AE_CIFAR",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_images": len(train),
+        **about(model, "Encoder_ResNet_VAE_CIFAR / Decoder_ResNet_AE_CIFAR", len(train)),
         "train_seconds": seconds,
         "steps": len(losses),
         "images_seen": seen,
@@ -158,11 +161,7 @@ def mnist_curve(
         seconds += time.perf_counter() - start
         order, seen = order[batch_size:], seen + len(x)
     return {
-        "pythae": version("pythae"),
-        "torch": torch.__version__,
-        "model": "pythae VAE, Encoder_ResNet_VAE_MNIST / Decoder_ResNet_AE_MNIST, Bernoulli (bce)",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_images": len(train),
+        **about(model, "Encoder_ResNet_VAE_MNIST / Decoder_ResNet_AE_MNIST, Bernoulli (bce)", len(train)),
         "images_per_s": seen / max(seconds, 1e-9),
         "rows": rows,
     }

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from vaelab.data import ImageDataset
 from vaelab.models import VAE, ModelConfig
 
 
@@ -75,3 +76,11 @@ def sample_data(w: torch.Tensor, b: torch.Tensor, sigma: float, n: int, seed: in
     z = torch.randn(n, 2, generator=gen)
     x = z @ w.T + b + sigma * torch.randn(n, 4, generator=gen)
     return x.view(n, 1, 2, 2)
+
+
+def random_images_vae(n: int) -> tuple[VAE, ImageDataset]:
+    """An untrained 6x6 VAE (seed 0) and ``n`` random grey images for it."""
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(image_shape=(1, 6, 6), latent_dim=3)).eval()
+    images = torch.randint(0, 256, (n, 1, 6, 6), dtype=torch.uint8)
+    return model, ImageDataset(images, None, "rand", None)

@@ -10,9 +10,9 @@ from torch.profiler import ProfilerActivity, profile
 from vaelab.data import ImageDataset
 from vaelab.evaluation import evaluate_log_likelihood, iw_log_likelihood_batch, nats_to_bits_per_dim
 from vaelab.evaluation.likelihood import chunk_sizes, nested_ks
-from vaelab.models import VAE, ModelConfig
+from vaelab.models import VAE
 
-from .helpers import analytic_elbo, exact_log_px, linear_gaussian_vae, sample_data
+from .helpers import analytic_elbo, exact_log_px, linear_gaussian_vae, random_images_vae, sample_data
 
 SIGMA = 0.5
 
@@ -76,10 +76,7 @@ def test_k1_equals_the_elbo_in_expectation():
 
 
 def test_evaluate_log_likelihood_is_seeded_and_reports_nested_k():
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(image_shape=(1, 6, 6), latent_dim=3)).eval()
-    images = torch.randint(0, 256, (20, 1, 6, 6), dtype=torch.uint8)
-    ds = ImageDataset(images, None, "rand", None)
+    model, ds = random_images_vae(20)
     a = evaluate_log_likelihood(model, ds, iw_samples=50, seed=5, batch_size=7)
     b = evaluate_log_likelihood(model, ds, iw_samples=50, seed=5, batch_size=7)
     torch.testing.assert_close(a.log_px, b.log_px)

@@ -9,12 +9,11 @@ from vaelab.data import ImageDataset
 from vaelab.evaluation import evaluate_log_likelihood
 from vaelab.models import VAE, ModelConfig
 
+from .helpers import random_images_vae
+
 
 def test_two_processes_give_the_estimate_of_one_image_for_image():
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(image_shape=(1, 6, 6), latent_dim=3)).eval()
-    images = torch.randint(0, 256, (23, 1, 6, 6), dtype=torch.uint8)
-    ds = ImageDataset(images, None, "rand", None)
+    model, ds = random_images_vae(23)
     one = evaluate_log_likelihood(model, ds, iw_samples=20, seed=5, batch_size=4)
     two = evaluate_log_likelihood(model, ds, iw_samples=20, seed=5, batch_size=4, processes=2)
     assert two.processes == 2 and two.images == 23

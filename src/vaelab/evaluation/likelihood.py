@@ -245,7 +245,7 @@ def evaluate_log_likelihood(
         if processes > 1:
             from vaelab.evaluation.parallel import sharded_estimates
 
-            by_k = sharded_estimates(model, dataset, opts, processes, bar.update)
+            by_k = sharded_estimates(estimate_batches, model, dataset, opts, processes, bar.update)
         else:
             by_k = estimate_batches(model, dataset, opts, 0, bar.update)
     seconds = time.perf_counter() - t0

@@ -5,7 +5,7 @@ Why: one process with T threads splits every convolution T ways, and a hierarchi
 convolutions (4 to 64 channels at 7x7 to 28x28) split poorly, while processes that each run whole
 batches share nothing (docs/performance.md has the measured gain). The numbers do not depend on the
 split: each batch seeds its own latents from the evaluation's seed and the batch's number
-(``estimate_batches``), so one process and four give the same estimate. Workers start with
+(``likelihood.estimate_batches``), so one process and four give the same estimate. Workers start with
 ``spawn`` (a clean interpreter, no forked thread pools) and rebuild the model from its config and
 weights once each.
 """
@@ -22,7 +22,6 @@ import torch.multiprocessing as mp
 
 from vaelab.data import ImageDataset
 from vaelab.errors import UsageError
-from vaelab.evaluation.likelihood import EstimateOptions, estimate_batches
 from vaelab.models.vae import VAE
 
 
@@ -32,14 +31,21 @@ def threads_per_process(processes: int) -> int:
 
 
 def sharded_estimates(
-    model: VAE, dataset: ImageDataset, opts: EstimateOptions, processes: int, update: Callable[[int], object]
+    estimate: Callable[..., dict[int, torch.Tensor]],
+    model: VAE,
+    dataset: ImageDataset,
+    opts: Any,
+    processes: int,
+    update: Callable[[int], object],
 ) -> dict[int, torch.Tensor]:
-    """``estimate_batches`` over the whole ``dataset`` in ``processes`` worker processes, one batch per
-    job (a free worker takes the next: none waits on a slower one); ``update(n)`` as each is done."""
+    """``estimate(model, batch, opts, number, update)`` (``likelihood.estimate_batches``, passed in: this
+    module stays below the estimator) for each batch of ``dataset`` in ``processes`` worker processes,
+    one batch per job (a free worker takes the next: none waits on a slower one); ``update(n)`` as each
+    is done."""
     if model.device.type != "cpu":
         raise UsageError("several evaluation processes are for CPUs; on a GPU evaluate in one process")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    setup = (threads_per_process(processes), model.config, state)
+    setup = (threads_per_process(processes), model.config, state, estimate)
     results: dict[int, dict[int, torch.Tensor]] = {}
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(
@@ -56,18 +62,19 @@ def sharded_estimates(
     return {k: torch.cat([results[i][k] for i in sorted(results)]) for k in results[0]}
 
 
-_MODEL: list[VAE] = []  # a worker's model, built once by its initializer
+_WORKER: list[Any] = []  # a worker's model and estimator, set once by its initializer
 
 
-def _start_worker(threads: int, config: Any, state: dict[str, torch.Tensor]) -> None:
+def _start_worker(threads: int, config: Any, state: dict[str, torch.Tensor], estimate: Callable) -> None:
     """A worker's threads (set before any work, in torch and for OpenMP) and its copy of the model."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     model = VAE(config)
     model.load_state_dict(state)
-    _MODEL.append(model.eval())
+    _WORKER.extend([model.eval(), estimate])
 
 
-def _estimate(part: ImageDataset, opts: EstimateOptions, number: int) -> dict[int, torch.Tensor]:
+def _estimate(part: ImageDataset, opts: Any, number: int) -> dict[int, torch.Tensor]:
     """One job: the batch ``part``, batch number ``number`` of the evaluation, through the worker's model."""
-    return estimate_batches(_MODEL[0], part, opts, number, lambda n: None)
+    model, estimate = _WORKER
+    return estimate(model, part, opts, number, lambda n: None)
