@@ -3,11 +3,12 @@ out one at a time to worker processes, each with its share of the threads.
 
 Why: one process with T threads splits every convolution T ways, and a hierarchical VAE's small
 convolutions (4 to 64 channels at 7x7 to 28x28) split poorly, while processes that each run whole
-batches share nothing (docs/performance.md has the measured gain). The numbers do not depend on the
-split: each batch seeds its own latents from the evaluation's seed and the batch's number
-(``likelihood.estimate_batches``), so one process and four give the same estimate. Workers start with
-``spawn`` (a clean interpreter, no forked thread pools) and rebuild the model from its config and
-weights once each.
+batches share nothing. Measured on 2 cores it does not pay (slower than one process with both
+threads: docs/benchmarks.md, evaluation cost); it is meant for machines with more cores. The
+numbers do not depend on the split: each batch seeds its own latents from the evaluation's seed
+and the batch's number (``likelihood.estimate_batches``), so one process and four give the same
+estimate. Workers start with ``spawn`` (a clean interpreter, no forked thread pools) and rebuild the
+model from its config and weights once each.
 """
 
 from __future__ import annotations
