@@ -15,8 +15,7 @@ import torch
 from benchmarks.harness import REPO, benchmark, in_subprocess, pythae_python, train_cli
 from benchmarks.quality import plot_nll, snapshot_row
 from vaelab.data import DataConfig, load_dataset
-from vaelab.evaluation import fixed_inputs, in_memory, seeded_subset
-from vaelab.runtime import derive_seed
+from vaelab.evaluation import evaluation_inputs, in_memory
 
 PEER = "pythae VAE (ResNet)"
 
@@ -96,8 +95,7 @@ def mnist_train() -> torch.Tensor:
 def binary_test(subset: int, seed: int) -> torch.Tensor:
     """The binary test images `vaelab evaluate --subset SUBSET --seed SEED` scores, 0/1 uint8 (N, 28, 28)."""
     test = load_dataset(DataConfig(name="mnist"), "test", progress=False)
-    binary = fixed_inputs(in_memory(test), "dynamic", derive_seed(seed, "binarize"))
-    return seeded_subset(binary, subset, derive_seed(seed, "subset")).images[:, 0] // 255
+    return evaluation_inputs(in_memory(test), "dynamic", subset, seed).images[:, 0] // 255
 
 
 def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -6,11 +6,13 @@ What the machine can do fast (its matmul features, its measured peak) is ``perf`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import random
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -48,6 +50,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def forked_rng(device: torch.device) -> Iterator[None]:
+    """torch's random state forked on the CPU and, for a CUDA ``device``, on that GPU: draws seeded
+    inside come out the same whatever ran before, and the caller's stream is left as it was."""
+    gpus = []
+    if device.type == "cuda":
+        gpus = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=gpus):
+        yield
 
 
 def cpu_name() -> str:

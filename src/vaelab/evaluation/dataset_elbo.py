@@ -10,6 +10,7 @@ import torch
 
 from vaelab.data import ImageDataset, batches, to_float
 from vaelab.models.vae import VAE, VAEOutput
+from vaelab.runtime import forked_rng
 
 
 def _outputs(
@@ -68,7 +69,7 @@ def elbo_per_image(
     each, drawn in a forked RNG seeded with ``seed``: the per-image values behind a standard error."""
     device = model.device
     parts: dict[str, list[torch.Tensor]] = {"elbo": [], "log_px_z": [], "kl": []}
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    with forked_rng(device):
         torch.manual_seed(seed)
         for out in _outputs(model, dataset, batch_size, "none", None):
             for name, value in (("elbo", out.elbo), ("log_px_z", out.log_px_z), ("kl", out.kl)):

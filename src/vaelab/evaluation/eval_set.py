@@ -13,6 +13,7 @@ import torch
 
 from vaelab.data import ImageDataset, PackedDataset, to_float
 from vaelab.errors import UsageError
+from vaelab.runtime import derive_seed
 
 _BINARIZE_BATCH = 10_000  # fixed, so the binarised set does not depend on any batch-size option
 
@@ -51,3 +52,16 @@ def seeded_subset(dataset: ImageDataset, n: int | None, seed: int) -> ImageDatas
         raise UsageError(f"--subset must be at least 1; got {n}")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return dataset.subset(order[:n].sort().values)
+
+
+def evaluation_seeds(seed: int) -> tuple[int, int]:
+    """The binarisation and subset seeds an evaluation with ``seed`` uses (recorded in its report)."""
+    return derive_seed(seed, "binarize"), derive_seed(seed, "subset")
+
+
+def evaluation_inputs(dataset: ImageDataset, binarize: str, subset: int | None, seed: int) -> ImageDataset:
+    """The images ``vaelab evaluate --binarize BINARIZE --subset SUBSET --seed SEED`` scores: ``dataset``
+    binarised once, then subset, each with its seed from ``evaluation_seeds``. Anything scored beside
+    an evaluation (a peer's model in a benchmark) takes its images from here, so they are the same."""
+    binarize_seed, subset_seed = evaluation_seeds(seed)
+    return seeded_subset(fixed_inputs(dataset, binarize, binarize_seed), subset, subset_seed)

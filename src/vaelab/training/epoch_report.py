@@ -23,7 +23,7 @@ from vaelab.io.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from vaelab.models.saving import BEST_MODEL_DIR, CONFIG_NAME, MODEL_DIR
 from vaelab.models.vae import VAE
 from vaelab.perf import matmul_peak
-from vaelab.runtime import derive_seed, peak_rss_mb
+from vaelab.runtime import derive_seed, forked_rng, peak_rss_mb
 from vaelab.training.config import TrainConfig
 from vaelab.training.distributed import DistContext
 from vaelab.training.health import posterior_health
@@ -85,7 +85,7 @@ class FlopsLog:
             # The peak again, keeping the best seen: one timed at a slow moment of a shared machine
             # would overstate every later fraction. Its random matrices come from a forked RNG: the
             # validation that follows draws from the global one, and must not depend on the timing.
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            with forked_rng(self.device):
                 fresh = matmul_peak(self.flops.precision, self.device, fresh=True)
             self.flops = dataclasses.replace(self.flops, peak=max(self.flops.peak, fresh))
         return self.flops.rates(images_per_s, self.processes)

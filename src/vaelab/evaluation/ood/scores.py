@@ -42,6 +42,7 @@ from vaelab.evaluation.ood.regret import likelihood_regret
 from vaelab.evaluation.ood.states import STATE_NAMES, StatesDensity, fit_density, held_out, used_states
 from vaelab.io.images import to_uint8
 from vaelab.models.vae import VAE
+from vaelab.runtime import forked_rng
 
 __all__ = ["DEFAULT_K", "DEFAULT_SCORE", "SCORES", "ScoreInfo", "Scorer", "check_scores", "likelihood_ratio"]
 
@@ -268,8 +269,7 @@ class Scorer:
         parts: dict[str, list[np.ndarray]] = {}
         was_training = self.model.training
         self.model.eval()
-        forked = [self.model.device.index or 0] if self.model.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked):
+        with forked_rng(self.model.device):
             torch.manual_seed(self.seed)
             for start in range(0, len(data), self.batch_size):
                 for name, values in fn(data[start : start + self.batch_size]).items():
