@@ -40,12 +40,11 @@ Temperature = float | Sequence[float]  # one for every stochastic layer, or one 
 Generator = torch.Generator | None
 
 
-def _tile(t: Any, k: int) -> Any:
-    """``k`` copies of a batch tensor (or of each in a dict) along the batch dimension."""
+def _tile(t: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """``k`` copies of a batch tensor along the batch dimension (sample-major: copy j holds rows
+    j B .. j B + B - 1)."""
     if t is None or k == 1:
         return t
-    if isinstance(t, dict):
-        return {key: _tile(v, k) for key, v in t.items()}
     return t.repeat(k, *[1] * (t.dim() - 1))
 
 
@@ -140,7 +139,7 @@ class VAE(nn.Module):
         z = q.rsample((k,)) if sampled else q.rsample()  # (B, D) or (k, B, D)
         top = layer_kl(q, self.prior(), z, sampled=sampled)
         dec = self._decode(
-            z.reshape(-1, z.shape[-1]), _tile(enc.labels, k), _tile(enc.features, k), Draw(sampled_kl=sampled)
+            z.reshape(-1, z.shape[-1]), _tile(enc.labels, k), enc.features, Draw(sampled_kl=sampled)
         )
         lead = z.shape[:-1]
         log_px_z = self.likelihood(dec.params).log_prob(_tile(x, k)).view(lead)

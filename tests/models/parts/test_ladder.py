@@ -53,6 +53,20 @@ def test_importance_weighted_estimate_is_finite_and_above_the_elbo():
     assert abs(mc.mean() - elbo.mean()) < 4 * log_w.std(0).mean() / 32**0.5
 
 
+def test_k_samples_of_an_image_weigh_as_k_copies_of_it_with_one_sample_each():
+    """With k samples per image the posteriors read each image's features once (shared over the
+    samples); the weights must be those of the image repeated k times, the same draws in the same
+    order, where every row reads its own copy of the features."""
+    model = ladder_model().eval()
+    x = (torch.rand(5, 1, 8, 8) > 0.5).float()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        shared = model.log_importance_weights(x, 4)
+        torch.manual_seed(3)
+        copies = model.log_importance_weights(x.repeat(4, 1, 1, 1), 1).view(4, 5)
+    torch.testing.assert_close(shared, copies, rtol=1e-5, atol=1e-4)
+
+
 def test_temperature_zero_is_the_deterministic_mean_path():
     model = ladder_model().eval()
     a = model.sample(3, 0.0, generator=torch.Generator().manual_seed(0))

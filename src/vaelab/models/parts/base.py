@@ -83,9 +83,11 @@ class DecoderPart(nn.Module):
     def top_down(
         self, z: torch.Tensor, features: dict[int, torch.Tensor] | None = None, draw: Draw = POSTERIOR_SAMPLE
     ) -> DecoderOutput:
-        """Parameters for top latents ``z`` (B, latent_dim). A decoder with lower layers draws each as
+        """Parameters for top latents ``z`` (N, latent_dim). A decoder with lower layers draws each as
         ``draw`` says, from its posterior given the encoder's ``features`` or, without them, from its
-        prior, and gives each layer's KL (closed form, or the log-ratio at the draw)."""
+        prior, and gives each layer's KL (closed form, or the log-ratio at the draw). The features
+        are of B images, B = N or, for k importance samples of each, N = k x B with z's rows
+        sample-major (row j B + i is sample j of image i): the features are then shared, not copied."""
         return DecoderOutput(self(z))
 
     def last_layer_weight(self) -> nn.Parameter:

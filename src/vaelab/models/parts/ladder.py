@@ -26,6 +26,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Independent
+from torch.nn import functional as F
 
 from vaelab.errors import ConfigError, UsageError
 from vaelab.models.parts.base import POSTERIOR_SAMPLE, DecoderOutput, DecoderPart, Draw, Widths
@@ -94,6 +95,26 @@ class LatentLayer(nn.Module):
         mean, logvar = params.float().chunk(2, dim=1)
         return diagonal_gaussian(mean, logvar, self.logvar_range, 3)
 
+    def _posterior_params(self, h: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """q's parameters from h (k x B rows, sample-major) and the B images' ``feature``.
+
+        With one sample per image, one convolution over [h, feature]. With k > 1 (importance
+        weights) the same first convolution split by its input channels: the feature's half runs once
+        per image and is broadcast over the k samples, which saves ~12% of a sample's FLOPs in
+        configs/mnist-hour.yaml and the k copies of the features."""
+        if feature.shape[0] == h.shape[0]:
+            return self.posterior_net(torch.cat([h, feature], dim=1))
+        act, first, *rest = self.posterior_net
+        assert isinstance(first, nn.Conv2d)
+        w, width, b = first.weight, h.shape[1], feature.shape[0]
+        geometry = (first.stride, first.padding, first.dilation, first.groups)
+        from_h = F.conv2d(act(h), w[:, :width], first.bias, *geometry)
+        from_feature = F.conv2d(act(feature), w[:, width:], None, *geometry)
+        out = (from_h.view(-1, b, *from_h.shape[1:]) + from_feature).view_as(from_h)
+        for layer in rest:
+            out = layer(out)
+        return out
+
     def forward(
         self,
         h: torch.Tensor,
@@ -115,7 +136,7 @@ class LatentLayer(nn.Module):
                 z = z + temperature * prior.stddev * eps
             kl = LayerKL(torch.zeros(z.shape[0], device=z.device))
         else:
-            q = self._gaussian(self.posterior_net(torch.cat([h, feature.to(h.dtype)], dim=1)))
+            q = self._gaussian(self._posterior_params(h, feature.to(h.dtype)))
             z = q.mean if draw.use_mean else q.rsample()
             kl = layer_kl(q, prior, z, sampled=draw.sampled_kl)
         h = self.block(h + self.z_proj(z.to(h.dtype)))
