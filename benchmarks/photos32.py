@@ -172,7 +172,7 @@ def _model_bits(model: Path, patches: torch.Tensor, iw_samples: int) -> torch.Te
     `vaelab evaluate`'s units (a density over [0, 1] pays D ln 256 for its 8-bit bins)."""
     from vaelab.data import ImageDataset
     from vaelab.errors import UsageError
-    from vaelab.evaluation.likelihood import evaluate_log_likelihood, nats_to_bits_per_dim
+    from vaelab.evaluation import evaluate_log_likelihood, nats_to_bits_per_dim
     from vaelab.evaluation.measure import likelihood_unit
 
     vae = VAE.from_pretrained(model).eval()

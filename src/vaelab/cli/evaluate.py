@@ -169,6 +169,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         # The feature classifier learns from (at most 60,000 of) the training images.
         train_set = in_memory(load_dataset(data_cfg, "train", progress=progress), FEATURE_TRAIN_LIMIT)
         feature_test = in_memory(load_dataset(data_cfg, "test", progress=progress))
+    # The report's directory; the IW estimate journals its batches there as it goes, and a rerun of
+    # the same evaluation after a crash resumes from them.
+    out = Path(args.out) if args.out else _output_dir(args.model)
     options = EvaluationOptions(
         iw_samples=args.iw_samples,
         n_samples=args.n_samples,
@@ -183,6 +186,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         processes=args.processes,
+        journal_dir=str(out),
     )
     report = evaluate_model(
         model,
@@ -201,7 +205,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         report["ood"] = ood_report(args, model, dataset)
         ood_text = "\n" + render_ood(report["ood"])
-    out = Path(args.out) if args.out else _output_dir(args.model)
     with writing("--out" if args.out else "MODEL", out):
         json_path, md_path = write_report(report, out)
         if ood_text:

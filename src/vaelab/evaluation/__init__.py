@@ -6,13 +6,9 @@ writes and reads the report, ``tables.py`` renders it as Markdown.
 """
 
 from vaelab.evaluation.dataset_elbo import elbo_per_image, evaluate_elbo
-from vaelab.evaluation.eval_set import fixed_inputs, in_memory, seeded_subset
-from vaelab.evaluation.likelihood import (
-    LogLikelihood,
-    evaluate_log_likelihood,
-    iw_log_likelihood_batch,
-    nats_to_bits_per_dim,
-)
+from vaelab.evaluation.dataset_likelihood import evaluate_log_likelihood
+from vaelab.evaluation.eval_set import evaluation_inputs, fixed_inputs, in_memory, seeded_subset
+from vaelab.evaluation.likelihood import LogLikelihood, iw_log_likelihood_batch, nats_to_bits_per_dim
 from vaelab.evaluation.measure import EvaluationOptions, quick_evaluate
 from vaelab.evaluation.posterior import PosteriorStats, posterior_statistics
 from vaelab.evaluation.reconstruction import compare_reconstructions, psnr, reconstruction_metrics, ssim
@@ -36,6 +32,7 @@ __all__ = [
     "evaluate_elbo",
     "evaluate_log_likelihood",
     "evaluate_model",
+    "evaluation_inputs",
     "fixed_inputs",
     "frechet_distance",
     "high_frequency_power",

@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
-from vaelab.data import ImageDataset, batches, to_float
 from vaelab.models.vae import VAE
-from vaelab.runtime import derive_seed
 
 # Largest number of decoder-output elements held at once (per tensor; a few such tensors are live).
 # 2^22 floats = 16 MiB: big enough that a chunk's matmuls run at full speed, small enough for any laptop.
@@ -50,6 +47,8 @@ class LogLikelihood:
     compiled: bool = False  # whether the importance weights ran through torch.compile
     flops: float | None = None  # matmul/convolution FLOPs of the whole estimate (``iw_flops``)
     processes: int = 1  # worker processes the batches were shared out over
+    resumed_batches: int = 0  # batches read from a journal of an earlier, interrupted run
+    journal: Path | None = None  # the journal file, while it exists
 
     @property
     def images(self) -> int:
@@ -58,6 +57,22 @@ class LogLikelihood:
     def mean_and_se(self, k: int | None = None) -> tuple[float, float]:
         """Mean over images and its standard error (sample std / sqrt(N)) at ``k`` (default: K)."""
         return mean_and_se(self.by_k[k] if k is not None else self.log_px)
+
+    def speed(self, device: torch.device | str) -> dict[str, Any]:
+        """How close the estimate ran to this machine's measured matmul peak: its counted FLOPs, their
+        rate, and the seconds those FLOPs need at the fp32 (and, for bf16, the bf16) peak of one process."""
+        if not self.flops or self.seconds <= 0:
+            return {}
+        from vaelab.perf import matmul_peak
+
+        peaks = {p: matmul_peak(p, device) for p in dict.fromkeys(("fp32", self.precision))}
+        return {
+            "gflop": self.flops / 1e9,
+            "gflop_per_s": self.flops / self.seconds / 1e9,
+            "peak_gflop_per_s": {p: v / 1e9 for p, v in peaks.items()},
+            "seconds_at_peak": {p: self.flops / v for p, v in peaks.items()},
+            "time_over_fp32_peak_time": self.seconds / (self.flops / peaks["fp32"]),
+        }
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
@@ -210,91 +225,3 @@ def iw_flops(
     per_sample = two - one  # one more decoder pass
     per_call = one - per_sample  # the encoder's share of a call
     return float(x.shape[0] * (chunks * per_call + iw_samples * per_sample))
-
-
-def evaluate_log_likelihood(
-    model: VAE,
-    dataset: ImageDataset,
-    *,
-    iw_samples: int = 5000,
-    batch_size: int = 100,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
-    seed: int = 0,
-    progress: bool = False,
-    precision: str = "fp32",
-    compile: bool = False,
-    processes: int = 1,
-) -> LogLikelihood:
-    """Importance-weighted log p(x) of every image of ``dataset`` (pixels used as stored, /255).
-
-    Binarise the dataset beforehand (``fixed_inputs``) for the binarised-MNIST protocol. Each batch
-    draws its latents in a forked RNG seeded by ``seed`` and the batch's number: the caller's random
-    state is untouched, and a seed gives the same numbers in one process or several. ``precision``,
-    ``compile``: see ``iw_log_likelihood_batch``; ``processes`` > 1 (CPUs): the batches shared out
-    over that many worker processes, each with its share of the threads (``evaluation.parallel``).
-    """
-    was_training = model.training
-    model.eval()
-    images = max(1, min(batch_size, max_elements // model.elements_per_sample()))  # one sample each fits
-    opts = EstimateOptions(iw_samples, images, max_elements, seed, precision, compile)
-    t0 = time.perf_counter()
-    bar = tqdm(
-        total=len(dataset), desc=f"log p(x), K={iw_samples}", unit="img", disable=not progress, leave=False
-    )
-    with bar:
-        if processes > 1:
-            from vaelab.evaluation.parallel import sharded_estimates
-
-            by_k = sharded_estimates(estimate_batches, model, dataset, opts, processes, bar.update)
-        else:
-            by_k = estimate_batches(model, dataset, opts, 0, bar.update)
-    seconds = time.perf_counter() - t0
-    flops = _estimate_flops(model, dataset, opts)
-    model.train(was_training)
-    return LogLikelihood(iw_samples, by_k[iw_samples], by_k, seconds, precision, compile, flops, processes)
-
-
-def _estimate_flops(model: VAE, dataset: ImageDataset, opts: EstimateOptions) -> float | None:
-    """The whole estimate's FLOPs, from its first batch's (all full ones cost alike), in a forked RNG."""
-    first = next(iter(batches(dataset, opts.batch_size, shuffle=False)), None)
-    if first is None:
-        return None
-    x, y = to_float(first[0].to(model.device), "none"), first[1]
-    y = y.to(model.device) if model.num_classes and y is not None else None
-    chunks = len(chunk_sizes(opts.iw_samples, samples_per_chunk_cap(model, len(x), opts.max_elements)))
-    with torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else []):
-        return iw_flops(model, x, opts.iw_samples, chunks, y) / len(x) * len(dataset)
-
-
-@dataclass(frozen=True)
-class EstimateOptions:
-    """How ``estimate_batches`` runs: K, images per batch, the element budget, seed and speed switches."""
-
-    iw_samples: int
-    batch_size: int
-    max_elements: int
-    seed: int
-    precision: str
-    compile: bool
-
-
-def estimate_batches(
-    model: VAE, dataset: ImageDataset, opts: EstimateOptions, first: int, update: Callable[[int], object]
-) -> dict[int, torch.Tensor]:
-    """{K': (N,) estimates} for the images of ``dataset``, whose first batch is batch number ``first`` of
-    the whole evaluation (its latents seeded by it); ``update(n)`` after each batch of n images."""
-    ks = tuple(nested_ks(opts.iw_samples))
-    parts: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
-    device = model.device
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        for i, (images, labels) in enumerate(batches(dataset, opts.batch_size, shuffle=False)):
-            torch.manual_seed(derive_seed(opts.seed, "iw-batch", first + i))
-            x = to_float(images.to(device), "none")
-            y = labels.to(device) if model.num_classes and labels is not None else None
-            est = iw_log_likelihood_batch(model, x, opts.iw_samples, max_elements=opts.max_elements,
-                                          report_ks=ks, labels=y, precision=opts.precision,
-                                          compile=opts.compile)  # fmt: skip
-            for k in ks:
-                parts[k].append(est[k])
-            update(images.shape[0])
-    return {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in parts.items()}

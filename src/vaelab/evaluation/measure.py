@@ -18,12 +18,11 @@ import torch
 from vaelab.data import ImageDataset, PackedDataset, to_float
 from vaelab.errors import DataError
 from vaelab.evaluation.dataset_elbo import elbo_per_image
+from vaelab.evaluation.dataset_likelihood import evaluate_log_likelihood
 from vaelab.evaluation.eval_set import fixed_inputs, in_memory, seeded_subset
 from vaelab.evaluation.likelihood import (
     DEFAULT_MAX_ELEMENTS,
     LN2,
-    LogLikelihood,
-    evaluate_log_likelihood,
     mean_and_se,
     nats_to_bits_per_dim,
 )
@@ -56,6 +55,7 @@ class EvaluationOptions:
     precision: str = "fp32"  # of the IW estimator's matmuls: fp32 or bf16 (densities stay fp32)
     compile: bool = False  # the IW estimator through torch.compile (pays for K in the thousands)
     processes: int = 1  # CPU worker processes the IW estimate's batches are shared out over
+    journal_dir: str | None = None  # where the IW estimate journals its batches (and resumes from)
 
 
 def elbo_section(model: VAE, inputs: ImageDataset, seed: int) -> dict[str, Any]:
@@ -92,23 +92,6 @@ def likelihood_unit(model: VAE, binarize: str) -> tuple[int | None, str]:
     )
 
 
-def _speed(ll: LogLikelihood, device: torch.device | str) -> dict[str, Any]:
-    """How close the estimate ran to this machine's measured matmul peak: its counted FLOPs, their rate,
-    and the seconds those FLOPs need at the fp32 (and, for bf16, the bf16) peak of one process."""
-    if not ll.flops or ll.seconds <= 0:
-        return {}
-    from vaelab.perf import matmul_peak
-
-    peaks = {p: matmul_peak(p, device) for p in dict.fromkeys(("fp32", ll.precision))}
-    return {
-        "gflop": ll.flops / 1e9,
-        "gflop_per_s": ll.flops / ll.seconds / 1e9,
-        "peak_gflop_per_s": {p: v / 1e9 for p, v in peaks.items()},
-        "seconds_at_peak": {p: ll.flops / v for p, v in peaks.items()},
-        "time_over_fp32_peak_time": ll.seconds / (ll.flops / peaks["fp32"]),
-    }
-
-
 def log_likelihood_section(
     model: VAE, inputs: ImageDataset, binarize: str, opts: EvaluationOptions
 ) -> dict[str, Any]:
@@ -125,6 +108,7 @@ def log_likelihood_section(
         precision=opts.precision,
         compile=opts.compile,
         processes=opts.processes,
+        journal_dir=opts.journal_dir,
     )
     levels, note = likelihood_unit(model, binarize)
     mean, se = ll.mean_and_se()
@@ -142,7 +126,9 @@ def log_likelihood_section(
         "precision": ll.precision,
         "compiled": ll.compiled,
         "processes": ll.processes,
-        **_speed(ll, model.device),
+        "resumed_batches": ll.resumed_batches,
+        "journal": str(ll.journal) if ll.journal else None,
+        **ll.speed(model.device),
     }
     if levels is not None:
         dims = math.prod(model.image_shape)

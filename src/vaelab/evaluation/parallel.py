@@ -6,7 +6,7 @@ convolutions (4 to 64 channels at 7x7 to 28x28) split poorly, while processes th
 batches share nothing. Measured on 2 cores it does not pay (slower than one process with both
 threads: docs/benchmarks.md, evaluation cost); it is meant for machines with more cores. The
 numbers do not depend on the split: each batch seeds its own latents from the evaluation's seed
-and the batch's number (``likelihood.estimate_batches``), so one process and four give the same
+and the batch's number (``dataset_likelihood.estimate_batch``), so one process and four give the same
 estimate. Workers start with ``spawn`` (a clean interpreter, no forked thread pools) and rebuild the
 model from its config and weights once each.
 """
@@ -34,33 +34,26 @@ def threads_per_process(processes: int) -> int:
 def sharded_estimates(
     estimate: Callable[..., dict[int, torch.Tensor]],
     model: VAE,
-    dataset: ImageDataset,
+    parts: dict[int, ImageDataset],
     opts: Any,
     processes: int,
-    update: Callable[[int], object],
-) -> dict[int, torch.Tensor]:
-    """``estimate(model, batch, opts, number, update)`` (``likelihood.estimate_batches``, passed in: this
-    module stays below the estimator) for each batch of ``dataset`` in ``processes`` worker processes,
-    one batch per job (a free worker takes the next: none waits on a slower one); ``update(n)`` as each
-    is done."""
+    finished: Callable[[int, dict[int, torch.Tensor]], object],
+) -> None:
+    """``estimate(model, part, opts, number)`` (``dataset_likelihood.estimate_batch``, passed in: this
+    module stays below the estimator) for each batch ``parts[number]`` in ``processes`` worker
+    processes, one batch per job (a free worker takes the next: none waits on a slower one);
+    ``finished(number, estimates)`` in this process as each is done."""
     if model.device.type != "cpu":
         raise UsageError("several evaluation processes are for CPUs; on a GPU evaluate in one process")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     setup = (threads_per_process(processes), model.config, state, estimate)
-    results: dict[int, dict[int, torch.Tensor]] = {}
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(
         processes, mp_context=context, initializer=_start_worker, initargs=setup
     ) as pool:
-        futures = {}
-        for number, start in enumerate(range(0, len(dataset), opts.batch_size)):
-            part = dataset.subset(torch.arange(start, min(len(dataset), start + opts.batch_size)))
-            futures[pool.submit(_estimate, part, opts, number)] = (number, len(part))
+        futures = {pool.submit(_estimate, part, opts, number): number for number, part in parts.items()}
         for job in as_completed(futures):
-            number, n = futures[job]
-            results[number] = job.result()
-            update(n)
-    return {k: torch.cat([results[i][k] for i in sorted(results)]) for k in results[0]}
+            finished(futures[job], job.result())
 
 
 _WORKER: list[Any] = []  # a worker's model and estimator, set once by its initializer
@@ -78,4 +71,4 @@ def _start_worker(threads: int, config: Any, state: dict[str, torch.Tensor], est
 def _estimate(part: ImageDataset, opts: Any, number: int) -> dict[int, torch.Tensor]:
     """One job: the batch ``part``, batch number ``number`` of the evaluation, through the worker's model."""
     model, estimate = _WORKER
-    return estimate(model, part, opts, number, lambda n: None)
+    return estimate(model, part, opts, number)

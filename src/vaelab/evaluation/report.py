@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from vaelab.data import ImageDataset
 from vaelab.errors import DataError, MissingFileError, UsageError
-from vaelab.evaluation.eval_set import fixed_inputs, seeded_subset
+from vaelab.evaluation.eval_set import evaluation_inputs, evaluation_seeds
 from vaelab.evaluation.measure import (
     EvaluationOptions,
     disentanglement_section,
@@ -70,9 +70,8 @@ def evaluate_model(
         raise DataError(f"dataset images are {dataset.image_shape} but the model expects {model.image_shape}")
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    binarize_seed = derive_seed(opts.seed, "binarize")
-    subset_seed = derive_seed(opts.seed, "subset")
-    inputs = seeded_subset(fixed_inputs(dataset, binarize, binarize_seed), opts.subset, subset_seed)
+    binarize_seed, subset_seed = evaluation_seeds(opts.seed)
+    inputs = evaluation_inputs(dataset, binarize, opts.subset, opts.seed)
     n = len(inputs)
 
     elbo = _timed(timings, "elbo", lambda: elbo_section(model, inputs, derive_seed(opts.seed, "elbo")))
@@ -95,6 +94,9 @@ def evaluate_model(
             timings, "sample_sharpness", lambda: sample_sharpness_section(dataset, drawn, opts)
         )
         inception = inception_section(dataset, samples, opts.inception_weights)
+    journal = log_likelihood.pop("journal", None)
+    if journal:  # every section is measured: a rerun would start afresh, and the journal goes
+        Path(journal).unlink(missing_ok=True)
     timings["total"] = time.perf_counter() - t_all
     config = model.config
     return {
