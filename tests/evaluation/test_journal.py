@@ -26,7 +26,7 @@ def _crash_at(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
     monkeypatch.setattr(dataset_likelihood, "estimate_batch", flaky)
 
 
-def test_an_interrupted_estimate_resumes_to_the_numbers_of_one_run(tmp_path, monkeypatch):
+def test_an_interrupted_estimate_resumes_to_the_numbers_of_one_run(tmp_path, monkeypatch, capsys):
     model, ds = random_images_vae(14)
     whole = evaluate_log_likelihood(model, ds, iw_samples=30, seed=4, batch_size=4)
     with monkeypatch.context() as m:
@@ -35,8 +35,11 @@ def test_an_interrupted_estimate_resumes_to_the_numbers_of_one_run(tmp_path, mon
             evaluate_log_likelihood(model, ds, iw_samples=30, seed=4, batch_size=4, journal_dir=tmp_path)
     (journal,) = tmp_path.glob("iw-journal-*.jsonl")
     assert len(journal.read_text().splitlines()) == 3  # the header and batches 0 and 1
-    resumed = evaluate_log_likelihood(model, ds, iw_samples=30, seed=4, batch_size=4, journal_dir=tmp_path)
+    resumed = evaluate_log_likelihood(
+        model, ds, iw_samples=30, seed=4, batch_size=4, journal_dir=tmp_path, progress=True
+    )
     assert resumed.resumed_batches == 2 and resumed.journal == journal
+    assert f"resuming {journal}: 2 of 4 batches already done" in capsys.readouterr().err
     for k in whole.by_k:
         assert torch.equal(resumed.by_k[k], whole.by_k[k]), k  # bit for bit
     assert resumed.seconds > 0

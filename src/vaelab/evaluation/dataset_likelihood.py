@@ -9,6 +9,7 @@ resumed from the journal after a crash, a seed gives the same numbers.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,6 +90,8 @@ def evaluate_log_likelihood(
     desc = f"log p(x), K={iw_samples}"
     already = sum(len(parts[n]) for n in results if n < len(parts))
     bar = tqdm(total=len(dataset), initial=already, desc=desc, unit="img", disable=not progress, leave=False)
+    if journal is not None and resumed and progress:
+        bar.write(f"resuming {journal.path}: {resumed} of {len(parts)} batches already done", sys.stderr)
     t0 = last = time.perf_counter()
 
     def finished(number: int, values: Estimates) -> None:
