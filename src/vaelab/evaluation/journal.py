@@ -96,10 +96,6 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
 
-    def remove(self) -> None:
-        """Delete the journal (its estimate is in a written report now)."""
-        self.path.unlink(missing_ok=True)
-
 
 def _parse(line: str) -> dict[str, Any] | None:
     try:

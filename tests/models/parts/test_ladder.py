@@ -53,12 +53,13 @@ def test_importance_weighted_estimate_is_finite_and_above_the_elbo():
     assert abs(mc.mean() - elbo.mean()) < 4 * log_w.std(0).mean() / 32**0.5
 
 
-def test_k_samples_of_an_image_weigh_as_k_copies_of_it_with_one_sample_each():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_k_samples_of_an_image_weigh_as_k_copies_of_it_with_one_sample_each(memory_format):
     """With k samples per image the posteriors read each image's features once (shared over the
     samples); the weights must be those of the image repeated k times, the same draws in the same
     order, where every row reads its own copy of the features."""
-    model = ladder_model().eval()
-    x = (torch.rand(5, 1, 8, 8) > 0.5).float()
+    model = ladder_model().eval().to(memory_format=memory_format)
+    x = (torch.rand(5, 1, 8, 8) > 0.5).float().contiguous(memory_format=memory_format)
     with torch.no_grad():
         torch.manual_seed(3)
         shared = model.log_importance_weights(x, 4)

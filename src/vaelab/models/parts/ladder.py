@@ -105,12 +105,12 @@ class LatentLayer(nn.Module):
         if feature.shape[0] == h.shape[0]:
             return self.posterior_net(torch.cat([h, feature], dim=1))
         act, first, *rest = self.posterior_net
-        assert isinstance(first, nn.Conv2d)
+        assert isinstance(first, nn.Conv2d) and first.groups == 1  # input channels split only so
         w, width, b = first.weight, h.shape[1], feature.shape[0]
-        geometry = (first.stride, first.padding, first.dilation, first.groups)
+        geometry = (first.stride, first.padding, first.dilation)
         from_h = F.conv2d(act(h), w[:, :width], first.bias, *geometry)
         from_feature = F.conv2d(act(feature), w[:, width:], None, *geometry)
-        out = (from_h.view(-1, b, *from_h.shape[1:]) + from_feature).view_as(from_h)
+        out = (from_h.view(-1, b, *from_h.shape[1:]) + from_feature).reshape_as(from_h)
         for layer in rest:
             out = layer(out)
         return out
