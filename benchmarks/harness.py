@@ -43,6 +43,7 @@ MODULES = (
     "ood",
     "ood_states",
     "frontier",
+    "iw_cost",
     "gpu",
 )
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}

@@ -98,6 +98,12 @@ SMOKE = {
         + TINY_MLP,
         "mnist pythae",
     ),
+    "iw_precision": case("{run} --images 6 --iw-samples 3", "run"),
+    "iw_shared_features": case(
+        "--set model.encoder.channels=[4,4,4] --set model.decoder.channels=[4,4,4] --images 2 --k 2"
+        " --rounds 1 --number 1 --no-compile --precision fp32",
+        slow=False,
+    ),
     "detail_cost": case("{run} --dataset {run}/../blobs.npz --max-images 20", "run"),
     "clipped_samples": case("{run} {run} --n 8", "run"),
 }
