@@ -88,6 +88,32 @@ def test_evaluate_writes_a_report_that_states_k_images_and_errors(run, capsys):
     assert again["sample_sharpness"]["hf_power_ratio"] == sharp["hf_power_ratio"]
 
 
+def test_a_killed_evaluation_resumes_from_its_journal_when_run_again(run, monkeypatch, capsys):
+    """The journal lives beside the report: a kill in the middle leaves the finished batches there,
+    the same command picks them up and ends with the numbers of one uninterrupted evaluation."""
+    from vaelab.evaluation import dataset_likelihood
+
+    assert evaluate(run, "--no-sample-quality", "--batch-size", "10") == 0
+    whole = load_report(run)["log_likelihood"]
+    real = dataset_likelihood.estimate_batch
+
+    def killed_at_batch_2(model, part, opts, number):
+        if number == 2:
+            raise KeyboardInterrupt
+        return real(model, part, opts, number)
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset_likelihood, "estimate_batch", killed_at_batch_2)
+        assert evaluate(run, "--no-sample-quality", "--batch-size", "10") == 130  # as after Ctrl-C
+    assert len(list(run.glob("iw-journal-*.jsonl"))) == 1
+    capsys.readouterr()
+    assert evaluate(run, "--no-sample-quality", "--batch-size", "10") == 0
+    again = load_report(run)["log_likelihood"]
+    assert again["resumed_batches"] == 2 and again["log_px"] == whole["log_px"]
+    assert again["by_k"] == whole["by_k"]
+    assert not list(run.glob("iw-journal-*"))
+
+
 def test_conditional_model_reports_guided_samples_per_class(tiny_config, tmp_path, capsys):
     import numpy as np
     from tests.conftest import make_blobs
