@@ -86,11 +86,7 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
 
 def any_ranks(flags: list[bool], ctx: DistContext) -> list[bool]:
     """:func:`any_rank` of several flags in one all-reduce (the same list for a single process)."""
-    if not ctx.distributed:
-        return list(flags)
-    t = torch.tensor([1.0 if flag else 0.0 for flag in flags])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
+    return [v > 0 for v in max_ranks([1.0 if flag else 0.0 for flag in flags], ctx)]
 
 
 def max_ranks(values: list[float], ctx: DistContext) -> list[float]:
