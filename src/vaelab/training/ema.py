@@ -3,8 +3,8 @@
 Why: with a constant learning rate the raw weights jitter around a good region; their running
 average sits closer to its centre and gives a better ELBO and cleaner samples for no extra training
 (Polyak & Juditsky 1992; VDVAE, Child 2021, evaluates and samples with ``ema_rate`` 0.9999; so do
-NVAE and diffusion models). ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``
-does the update (one fused ``lerp`` over all tensors) with the warm-up of the decay that timm's
+NVAE and diffusion models). ``torch.optim.swa_utils.AveragedModel`` with ``warmup_ema_multi_avg_fn``
+(below) does the update (one fused ``lerp`` over all tensors) with the warm-up of the decay that timm's
 ``ModelEmaV3`` and TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` use, min(decay,
 (1 + n) / (10 + n)) at the n-th update: without it a slow average (0.999: a memory of ~1,000 steps)
 still holds a visible share of the random initial weights after a few epochs, and a short run is
