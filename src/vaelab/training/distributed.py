@@ -77,11 +77,7 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True on every rank if ``flag`` is true on any rank: decisions all ranks must share."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return any_ranks([flag], ctx)[0]
 
 
 def any_ranks(flags: list[bool], ctx: DistContext) -> list[bool]:
