@@ -17,6 +17,7 @@ from vaelab.data import ImageDataset
 from vaelab.errors import UsageError
 from vaelab.evaluation.ood.background import (
     BackgroundSpec,
+    background_likelihood,
     causal_taps,
     fit_background,
     load_background,
@@ -273,3 +274,21 @@ def test_symlog_edges_cover_a_far_tail():
     counts, _ = np.histogram(values, edges)
     assert counts.sum() == len(values) and np.all(np.diff(edges) > 0)
     assert counts.max() < len(values) / 2  # the bulk still spreads over several bins
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "expected"),
+    [
+        ({"name": "bernoulli"}, "bernoulli"),
+        ({"name": "pixelcnn", "pixel": "bernoulli"}, "bernoulli"),
+        ({"name": "pixelcnn"}, "logistic_mixture"),
+        ({"name": "gaussian"}, "logistic_mixture"),
+    ],
+)
+def test_the_background_models_binary_pixels_for_any_bernoulli_vae(likelihood: dict, expected: str) -> None:
+    """A VAE whose pixels are Bernoulli (plain or autoregressive) gets a Bernoulli background, so the
+    likelihood ratio compares like with like; the others a distribution over 8-bit levels."""
+    from vaelab.models.config import ModelConfig
+
+    config = ModelConfig(image_shape=(1, 8, 8), likelihood=likelihood)
+    assert background_likelihood(config)["name"] == expected

@@ -160,3 +160,52 @@ def test_gated_stacks_see_the_whole_causal_window_without_a_blind_spot() -> None
     expected[3:6, 1:8] = True
     expected[6, 1:4] = True
     assert torch.equal(read, expected)
+
+
+def bernoulli_head(channels: int = 1, kernel: int = 3, gated: int = 0, seed: int = 8) -> PixelCNNLikelihood:
+    torch.manual_seed(seed)
+    config = PixelCNNLikelihoodConfig(pixel="bernoulli", kernel=kernel, gated_layers=gated, hidden=8)
+    return trained_looking(PixelCNNLikelihood(config, channels), seed)
+
+
+@pytest.mark.parametrize("gated", [0, 1])
+def test_bernoulli_pixels_are_causal_and_normalised_over_binary_images(gated: int) -> None:
+    """``pixel: bernoulli``: one logit per pixel and channel, reading only earlier pixels, and the 2^6
+    binary 2 x 3 images' probabilities sum to 1 (nats per binarised image are a code length)."""
+    part = bernoulli_head(gated=gated)
+    assert part.param_channels == 1 and not part.discrete
+    params = torch.randn(1, 1, 2, 3)
+    images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=6))).view(-1, 1, 2, 3)
+    with torch.no_grad():
+        log_p = part(params.expand(len(images), -1, -1, -1)).log_prob(images)
+    assert torch.logsumexp(log_p.double(), 0).exp().item() == pytest.approx(1.0, abs=1e-6)
+    logits = part.pixel_params(params.expand(len(images), -1, -1, -1), images).view(len(images), 6)
+    # pixel k's logit is the same for all images that agree before k, and differs for some that do not
+    for k in range(6):
+        groups = logits[:, k].view(2**k, 2 ** (6 - k))
+        assert torch.allclose(groups, groups[:, :1].expand_as(groups))
+        if k:
+            assert groups[:, 0].std() > 1e-3
+
+
+def test_untrained_bernoulli_head_is_the_plain_bernoulli() -> None:
+    from vaelab.models.parts.likelihoods import BernoulliLikelihood, BernoulliLikelihoodConfig
+
+    part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(pixel="bernoulli"), 1)
+    params = torch.randn(4, 1, 7, 7)
+    x = (torch.rand(4, 1, 7, 7) > 0.5).float()
+    plain = BernoulliLikelihood(BernoulliLikelihoodConfig(), 1)
+    torch.testing.assert_close(part(params).log_prob(x), plain(params).log_prob(x))
+
+
+@pytest.mark.parametrize(("kernel", "gated"), [(3, 0), (5, 1)])
+def test_bernoulli_decoding_is_binary_and_consistent_with_teacher_forcing(kernel: int, gated: int) -> None:
+    part = bernoulli_head(channels=2, kernel=kernel, gated=gated)
+    params = torch.randn(3, 2, 9, 10)
+    mean = part.mean(params)
+    # the greedy image: every pixel is its more likely value given the greedy image's earlier pixels
+    assert set(mean.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(mean, (part.pixel_params(params, mean) > 0).float())
+    drawn = part(params).sample()
+    assert drawn.shape == (3, 2, 9, 10) and set(drawn.unique().tolist()) <= {0.0, 1.0}
+    assert torch.isfinite(part(params).log_prob(drawn)).all()

@@ -76,7 +76,8 @@ def background_likelihood(model_config: ModelConfig) -> dict[str, Any]:
     distribution over the 256 levels whatever the VAE's density is. A shared or fixed scale (a Gaussian
     VAE's) would not do: it cannot be sure of the flat regions that make simple images likely, so the
     ratio would reward them again."""
-    if model_config.likelihood.name == "bernoulli":
+    spec = model_config.likelihood
+    if spec.name == "bernoulli" or getattr(spec, "pixel", None) == "bernoulli":  # pixelcnn's Bernoulli too
         return {"name": "bernoulli"}
     channels = (model_config.image_shape or (1,))[0]
     return {"name": "logistic_mixture", "components": 3, "coupled": channels == 3}

@@ -1,4 +1,4 @@
-"""An autoregressive likelihood: each pixel's logistic mixture also sees the pixels before it.
+"""An autoregressive likelihood: each pixel's distribution also sees the pixels before it.
 
 PixelVAE (Gulrajani et al. 2017) and PixelCNN++ (Salimans et al. 2017) in their smallest useful form.
 The decoder gives, as for ``logistic_mixture``, the mixture parameters of every pixel from z; this part
@@ -10,6 +10,9 @@ parameters, so the distribution is
 
 with M the discretised logistic mixture (channel-coupled for RGB). Each factor is normalised over the
 256 levels, so the product is a normalised distribution over 8-bit images and its NLL is bits/dim.
+With ``pixel: bernoulli`` M is a Bernoulli per pixel and channel instead (binarised images, nats per
+image): the same head on MNIST's binary digits, where the strokes' local continuity is what a
+factorised Bernoulli decoder must otherwise buy with latent nats (PixelVAE's MNIST model).
 
 Why: the latent code of a VAE is a poor place to store what a pixel's neighbours already say (the fine
 texture and the exact level of smooth regions: what PNG and WebP exploit); a small local autoregressive
@@ -28,16 +31,18 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from vaelab.models.parts.likelihoods import LikelihoodPart
+from vaelab.models.parts.likelihoods import BernoulliLikelihood, BernoulliLikelihoodConfig, LikelihoodPart
 from vaelab.models.parts.logistic import LogisticMixtureLikelihood, LogisticMixtureLikelihoodConfig
 
 
 class PixelCNNLikelihoodConfig(LogisticMixtureLikelihoodConfig):
     """The logistic mixture (``logistic_mixture``'s fields) whose parameters also follow each pixel's
     causal neighbourhood: a small PixelCNN head (PixelVAE) for likelihood. Normalised over 8-bit levels
-    like the mixture; decoding is pixel by pixel."""
+    like the mixture; decoding is pixel by pixel. ``pixel: bernoulli``: a Bernoulli per pixel instead
+    (for binarised images; the mixture's fields are then unused)."""
 
     name: Literal["pixelcnn"] = "pixelcnn"  # type: ignore[assignment]
+    pixel: Literal["logistic_mixture", "bernoulli"] = "logistic_mixture"
     coupled: bool = True
     # The masked convolution's side (odd): a pixel sees kernel // 2 rows above it and kernel // 2
     # pixels to either side in those rows, and kernel // 2 pixels to its left.
@@ -112,8 +117,8 @@ class GatedStackLayer(nn.Module):
 
 
 class PixelCNNLikelihood(LikelihoodPart):
-    """p(x|z): a logistic mixture per pixel whose parameters also follow the pixel's causal
-    neighbourhood; see the module docstring."""
+    """p(x|z): a logistic mixture (or Bernoulli) per pixel whose parameters also follow the pixel's
+    causal neighbourhood; see the module docstring."""
 
     config_class = PixelCNNLikelihoodConfig
 
@@ -123,10 +128,16 @@ class PixelCNNLikelihood(LikelihoodPart):
     def __init__(self, config: PixelCNNLikelihoodConfig, channels: int) -> None:
         super().__init__()
         self.config = config
-        mixture = LogisticMixtureLikelihoodConfig(
-            components=config.components, min_log_scale=config.min_log_scale, coupled=config.coupled
-        )
-        self.mixture = LogisticMixtureLikelihood(mixture, channels)
+        self.mixture: LikelihoodPart
+        if config.pixel == "bernoulli":
+            self.mixture = BernoulliLikelihood(BernoulliLikelihoodConfig(), channels)
+            # A Bernoulli over binary pixels, not a distribution over 256 levels: no bits/dim.
+            self.discrete = False  # type: ignore[misc]
+        else:
+            mixture = LogisticMixtureLikelihoodConfig(
+                components=config.components, min_log_scale=config.min_log_scale, coupled=config.coupled
+            )
+            self.mixture = LogisticMixtureLikelihood(mixture, channels)
         self.param_channels = self.mixture.param_channels
         hidden = config.hidden
         self.context = CausalConv2d(channels, hidden, config.kernel)
@@ -164,8 +175,9 @@ class PixelCNNLikelihood(LikelihoodPart):
         return AutoregressiveImage(self, params)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """The image to show: pixels chosen one at a time, each the mixture's mean given the pixels
-        already chosen (a greedy decode; the exact mean of an autoregressive model has no closed form)."""
+        """The image to show: pixels chosen one at a time, each the mixture's mean (a Bernoulli's more
+        likely value) given the pixels already chosen (a greedy decode; the exact mean of an
+        autoregressive model has no closed form)."""
         return self.decode(params, draw=False)
 
     def params_at(self, params: torch.Tensor, image: torch.Tensor, i: int, j: int) -> torch.Tensor:
@@ -181,13 +193,19 @@ class PixelCNNLikelihood(LikelihoodPart):
     @torch.no_grad()
     def decode(self, params: torch.Tensor, draw: bool) -> torch.Tensor:
         """Pixels in raster order from ``params`` (B, param_channels, H, W): each drawn from its mixture
-        (``draw``) or set to the mixture's mean, then seen by the pixels after it. Images in [0, 1]."""
+        (``draw``) or set to the mixture's mean (a Bernoulli's mode: the head was trained on binary
+        context, never on probabilities), then seen by the pixels after it. Images in [0, 1]."""
         b, _, h, w = params.shape
         image = params.new_zeros(b, self.context.in_channels, h, w)
         for i in range(h):
             for j in range(w):
                 pixel_dist = self.mixture(self.params_at(params, image, i, j))
-                pixel = pixel_dist.sample() if draw else pixel_dist.mean.clamp(0, 1)
+                if draw:
+                    pixel = pixel_dist.sample()
+                elif self.config.pixel == "bernoulli":
+                    pixel = (pixel_dist.mean > 0.5).to(image.dtype)
+                else:
+                    pixel = pixel_dist.mean.clamp(0, 1)
                 image[:, :, i : i + 1, j : j + 1] = pixel
         return image
 
