@@ -34,6 +34,7 @@ from vaelab.evaluation.ood.codec import codec_bits, decodes_to
 from vaelab.evaluation.ood.evaluate import hardest_classes
 from vaelab.evaluation.ood.metrics import auprc, auroc, fpr_at_tpr, separation
 from vaelab.evaluation.ood.scores import SCORES, Scorer, likelihood_ratio
+from vaelab.models.config import ModelConfig
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -288,7 +289,5 @@ def test_symlog_edges_cover_a_far_tail():
 def test_the_background_models_binary_pixels_for_any_bernoulli_vae(likelihood: dict, expected: str) -> None:
     """A VAE whose pixels are Bernoulli (plain or autoregressive) gets a Bernoulli background, so the
     likelihood ratio compares like with like; the others a distribution over 8-bit levels."""
-    from vaelab.models.config import ModelConfig
-
     config = ModelConfig(image_shape=(1, 8, 8), likelihood=likelihood)
     assert background_likelihood(config)["name"] == expected

@@ -12,6 +12,7 @@ from vaelab.export import export_onnx
 from vaelab.models import VAE
 from vaelab.models.config import ModelConfig
 from vaelab.models.parts.autoregressive import PixelCNNLikelihood, PixelCNNLikelihoodConfig
+from vaelab.models.parts.likelihoods import BernoulliLikelihood, BernoulliLikelihoodConfig
 from vaelab.models.parts.logistic import LogisticMixtureLikelihood, LogisticMixtureLikelihoodConfig
 
 
@@ -189,8 +190,6 @@ def test_bernoulli_pixels_are_causal_and_normalised_over_binary_images(gated: in
 
 
 def test_untrained_bernoulli_head_is_the_plain_bernoulli() -> None:
-    from vaelab.models.parts.likelihoods import BernoulliLikelihood, BernoulliLikelihoodConfig
-
     part = PixelCNNLikelihood(PixelCNNLikelihoodConfig(pixel="bernoulli"), 1)
     params = torch.randn(4, 1, 7, 7)
     x = (torch.rand(4, 1, 7, 7) > 0.5).float()

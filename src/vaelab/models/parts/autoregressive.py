@@ -122,7 +122,6 @@ class PixelCNNLikelihood(LikelihoodPart):
 
     config_class = PixelCNNLikelihoodConfig
 
-    discrete = True
     sequential = True
 
     def __init__(self, config: PixelCNNLikelihoodConfig, channels: int) -> None:
@@ -131,13 +130,14 @@ class PixelCNNLikelihood(LikelihoodPart):
         self.mixture: LikelihoodPart
         if config.pixel == "bernoulli":
             self.mixture = BernoulliLikelihood(BernoulliLikelihoodConfig(), channels)
-            # A Bernoulli over binary pixels, not a distribution over 256 levels: no bits/dim.
-            self.discrete = False  # type: ignore[misc]
         else:
             mixture = LogisticMixtureLikelihoodConfig(
                 components=config.components, min_log_scale=config.min_log_scale, coupled=config.coupled
             )
             self.mixture = LogisticMixtureLikelihood(mixture, channels)
+        # Normalised over 256 levels (bits/dim) exactly when the per-pixel part is: the mixture is, a
+        # Bernoulli over binary pixels is not.
+        self.discrete = self.mixture.discrete  # type: ignore[misc]
         self.param_channels = self.mixture.param_channels
         hidden = config.hidden
         self.context = CausalConv2d(channels, hidden, config.kernel)
